@@ -1,0 +1,34 @@
+# dynamoe: the two commands a new user needs are `make demo` and `make test`.
+BUILD    ?= build
+JOBS     ?= $(shell nproc)
+DYNAMOE  := $(BUILD)/dynamoe
+DEMO_CFG ?= configs/demo.yaml
+DEMO_RUN ?= demo
+
+.PHONY: all deps build test demo clean
+
+all: build
+
+## deps: install the Debian packages dynamoe needs (idempotent)
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+
+## build: configure and compile the library, the CLI and the tests
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+## test: build, then run every test through CTest
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 1200
+
+## demo: fetch Fashion-MNIST, train the demo model, evaluate its checkpoint
+demo: build
+	$(DYNAMOE) data fetch fashion-mnist
+	$(DYNAMOE) train --config $(DEMO_CFG) --name $(DEMO_RUN) --overwrite
+	$(DYNAMOE) eval --checkpoint runs/$(DEMO_RUN)
+
+clean:
+	rm -rf $(BUILD)
