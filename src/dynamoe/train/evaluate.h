@@ -1,0 +1,20 @@
+#pragma once
+// Evaluation of a classifier on a dataset: mean cross-entropy and accuracy.
+#include <cstdint>
+
+#include "dynamoe/data/dataset.h"
+#include "dynamoe/models/classifier.h"
+
+namespace dynamoe::train {
+
+struct EvalResult {
+  double loss = 0;      ///< mean cross-entropy
+  double accuracy = 0;  ///< fraction correct
+  int64_t examples = 0;
+};
+
+/// Runs the model in eval mode (no gradients) over the whole dataset in batches; restores the
+/// model's previous train/eval mode.
+EvalResult evaluate(models::ClassifierImpl& model, const data::TensorDataset& ds, int64_t batch_size = 1000);
+
+}  // namespace dynamoe::train

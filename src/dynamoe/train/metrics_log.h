@@ -1,0 +1,29 @@
+#pragma once
+// Run metrics: one JSON object per line in metrics.jsonl (every value) and a fixed-column
+// metrics.csv (the scalar columns below). Rows are flushed as they are written. On resume,
+// rows past the checkpoint's step are dropped first, so both files read as one clean run.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <string>
+
+namespace dynamoe::train {
+
+class MetricsLog {
+ public:
+  /// The fixed columns of metrics.csv, in order.
+  static const std::vector<std::string>& csv_columns();
+  /// Opens (creating or, with resume_step >= 0, trimming to rows with step <= resume_step).
+  MetricsLog(const std::string& run_dir, int64_t resume_step);
+  ~MetricsLog();
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  /// Appends a row; it must hold "step" and "split".
+  void write(const nlohmann::json& row);
+
+ private:
+  std::FILE* csv_ = nullptr;
+  std::FILE* jsonl_ = nullptr;
+};
+
+}  // namespace dynamoe::train

@@ -1,0 +1,36 @@
+#pragma once
+// The training loop: data -> model -> loss -> optimizer, with evaluation, metrics,
+// progress, atomic checkpoints and exact resumption.
+//   auto r = dynamoe::train::run_training(cfg, {.name = "demo"});
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "dynamoe/config/config.h"
+
+namespace dynamoe::train {
+
+struct TrainOptions {
+  std::string name;               ///< run folder name under train.runs_dir ("" : from the config file)
+  std::string resume;             ///< run folder (or name) to continue; its saved config is used
+  std::vector<std::string> overrides;  ///< --set overrides applied on resume
+  bool overwrite = false;         ///< replace an existing run folder of the same name
+  std::ostream* out = nullptr;    ///< progress and summary (default: std::cout)
+  bool live = false;              ///< live progress line (terminal)
+};
+
+struct TrainResult {
+  std::string run_dir, checkpoint;
+  int64_t steps = 0;
+  double test_loss = 0, test_accuracy = 0;
+  double seconds = 0;
+};
+
+/// Trains per `cfg` (ignored when opts.resume is set). Nothing is written before the config,
+/// the data and the model have been checked.
+TrainResult run_training(const config::Config& cfg, const TrainOptions& opts);
+
+/// Sets the intra-op thread count (0: all cores) and returns it.
+int set_threads(int64_t threads);
+
+}  // namespace dynamoe::train

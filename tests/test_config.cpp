@@ -1,0 +1,125 @@
+// Config: parsing, overrides, validation errors that name the key and value, round trips.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "dynamoe/config/config.h"
+#include "dynamoe/util/atomic_file.h"
+#include "dynamoe/util/error.h"
+#include "test_util.h"
+
+using dynamoe::ConfigError;
+using dynamoe::config::Config;
+using dynamoe::config::load_config;
+using dynamoe::config::parse_config;
+
+namespace {
+
+/// The message of the ConfigError thrown by f (fails the test when none is thrown).
+template <typename F>
+std::string config_error(F f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError thrown";
+  return "";
+}
+
+}  // namespace
+
+TEST(Config, DefaultsAreValid) {
+  Config c = parse_config("", "test");
+  EXPECT_EQ(c.model.kind, "mlp");
+  EXPECT_DOUBLE_EQ(c.train.lr, 1e-3);
+}
+
+TEST(Config, NestedYamlAndOverrides) {
+  Config c = parse_config("model:\n  hidden: [64, 32]\n  activation: gelu\ntrain:\n  lr: 0.01\n  steps: 7\n", "x.yaml",
+                          {"train.lr=3e-4", "model.hidden=[16]", "train.nesterov=true"});
+  EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{16}));
+  EXPECT_EQ(c.model.activation, "gelu");
+  EXPECT_DOUBLE_EQ(c.train.lr, 3e-4);
+  EXPECT_EQ(c.train.steps, 7);
+  EXPECT_TRUE(c.train.nesterov);
+}
+
+TEST(Config, UnknownKeyNamesKeyAndSuggests) {
+  std::string m = config_error([] { parse_config("train:\n  lrr: 0.1\n", "x.yaml"); });
+  EXPECT_NE(m.find("unknown key 'train.lrr'"), std::string::npos) << m;
+  EXPECT_NE(m.find("x.yaml:2"), std::string::npos) << m;
+  EXPECT_NE(m.find("did you mean 'train.lr'"), std::string::npos) << m;
+  m = config_error([] { parse_config("", "x", {"model.widht=3"}); });
+  EXPECT_NE(m.find("unknown key 'model.widht'"), std::string::npos) << m;
+  m = config_error([] { parse_config("bogus: 1\n", "x"); });
+  EXPECT_NE(m.find("unknown key 'bogus'"), std::string::npos) << m;
+}
+
+TEST(Config, WrongTypeNamesKeyAndValue) {
+  std::string m = config_error([] { parse_config("train:\n  lr: fast\n", "x.yaml"); });
+  EXPECT_NE(m.find("train.lr"), std::string::npos) << m;
+  EXPECT_NE(m.find("'fast'"), std::string::npos) << m;
+  m = config_error([] { parse_config("", "x", {"train.batch_size=12.5"}); });
+  EXPECT_NE(m.find("train.batch_size: expected an integer, got '12.5'"), std::string::npos) << m;
+  m = config_error([] { parse_config("model:\n  hidden: [1, a]\n", "x"); });
+  EXPECT_NE(m.find("model.hidden"), std::string::npos) << m;
+  m = config_error([] { parse_config("train: 3\n", "x"); });
+  EXPECT_NE(m.find("'train'"), std::string::npos) << m;
+}
+
+TEST(Config, OutOfRangeNamesKeyAndValue) {
+  std::string m = config_error([] { parse_config("", "x", {"train.lr=-1"}); });
+  EXPECT_NE(m.find("train.lr = -1"), std::string::npos) << m;
+  EXPECT_NE(m.find("out of range"), std::string::npos) << m;
+  m = config_error([] { parse_config("", "x", {"model.dropout=1.5"}); });
+  EXPECT_NE(m.find("model.dropout = 1.5"), std::string::npos) << m;
+  m = config_error([] { parse_config("", "x", {"model.activation=swish"}); });
+  EXPECT_NE(m.find("model.activation = 'swish' is not one of"), std::string::npos) << m;
+  m = config_error([] { parse_config("", "x", {"model.hidden=[64, 0]"}); });
+  EXPECT_NE(m.find("model.hidden"), std::string::npos) << m;
+  m = config_error([] { parse_config("", "x", {"train.lr"}); });
+  EXPECT_NE(m.find("key=value"), std::string::npos) << m;
+}
+
+TEST(Config, InvalidYamlNamesFileAndLine) {
+  std::string m = config_error([] { parse_config("train:\n  lr: [1,\n", "bad.yaml"); });
+  EXPECT_NE(m.find("bad.yaml"), std::string::npos) << m;
+}
+
+TEST(Config, ResolvedYamlRoundTrips) {
+  Config a = parse_config("", "x", {"train.lr=0.00025", "model.hidden=[7, 9]", "model.kind=cnn", "train.seed=5"});
+  Config b = parse_config(a.to_yaml(), "resolved");
+  EXPECT_EQ(a.to_yaml(), b.to_yaml());
+  EXPECT_DOUBLE_EQ(b.train.lr, 0.00025);
+  EXPECT_EQ(b.model.hidden, (std::vector<int64_t>{7, 9}));
+  EXPECT_EQ(b.model.kind, "cnn");
+}
+
+TEST(Config, ShippedConfigsAreValid) {
+  int n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dynamoe::testutil::source_dir() + "/configs")) {
+    if (e.path().extension() != ".yaml") continue;
+    EXPECT_NO_THROW(load_config(e.path().string())) << e.path();
+    ++n;
+  }
+  EXPECT_GT(n, 0);
+}
+
+TEST(ConfigCli, BadConfigExitsTwoAndWritesNothing) {
+  dynamoe::testutil::TempDir tmp;
+  const std::string runs = tmp / "runs";
+  auto r = dynamoe::testutil::run_command(dynamoe::testutil::cli() + " train --config " +
+                                         dynamoe::testutil::source_dir() + "/configs/mlp_fashion.yaml --set train.lr=-3 --set train.runs_dir=" +
+                                         runs + " --name x");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("train.lr = -3"), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << "one line: " << r.output;
+  EXPECT_FALSE(std::filesystem::exists(runs));
+  dynamoe::write_file_atomic(tmp / "bad.yaml", "train:\n  optimiser: adam\n");
+  r = dynamoe::testutil::run_command(dynamoe::testutil::cli() + " train --config " + (tmp / "bad.yaml") +
+                                    " --set train.runs_dir=" + runs);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("unknown key 'train.optimiser'"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(runs));
+}

@@ -1,0 +1,110 @@
+// safetensors: round trips of every dtype, strict parsing, and an independent reader in Python.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "dynamoe/io/safetensors.h"
+#include "dynamoe/util/atomic_file.h"
+#include "dynamoe/util/error.h"
+#include "test_util.h"
+
+using namespace dynamoe;
+
+namespace {
+
+io::NamedTensors sample_tensors() {
+  torch::manual_seed(3);
+  return {{"layers.0.weight", torch::randn({4, 3})},
+          {"layers.0.bias", torch::randn({4}, torch::kDouble)},
+          {"steps", torch::arange(5, torch::kLong) * static_cast<int64_t>(1000000007)},
+          {"mask", torch::tensor({1, 0, 1}, torch::kBool)},
+          {"bytes", torch::tensor({0, 7, 255}, torch::kByte)},
+          {"half", torch::randn({2, 2}).to(torch::kBFloat16)},
+          {"scalar", torch::tensor(2.5f)},
+          {"empty", torch::zeros({0, 3})}};
+}
+
+std::string error_of(const std::string& bytes) {
+  try {
+    io::parse_safetensors(bytes, "f.safetensors");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(Safetensors, RoundTripEveryDtype) {
+  auto ts = sample_tensors();
+  io::SafetensorsFile f = io::parse_safetensors(io::safetensors_bytes(ts, {{"k", "v"}}), "mem");
+  ASSERT_EQ(f.tensors.size(), ts.size());
+  EXPECT_EQ(f.metadata.at("k"), "v");
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const auto& [name, t] = ts[i];
+    EXPECT_EQ(f.names[i], name);
+    const at::Tensor& g = f.at(name);
+    EXPECT_EQ(g.scalar_type(), t.scalar_type()) << name;
+    EXPECT_EQ(g.sizes(), t.sizes()) << name;
+    EXPECT_TRUE(torch::equal(g, t)) << name;
+  }
+}
+
+TEST(Safetensors, HeaderIsAlignedAndLittleEndian) {
+  std::string b = io::safetensors_bytes({{"x", torch::tensor({1.0f})}});
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(b[i]);
+  EXPECT_EQ((8 + n) % 8, 0u);
+  EXPECT_EQ(b.size(), 8 + n + 4);
+  EXPECT_EQ(b.substr(8, 1), "{");
+}
+
+TEST(Safetensors, RejectsTruncatedAndMalformed) {
+  std::string good = io::safetensors_bytes(sample_tensors());
+  EXPECT_NE(error_of(good.substr(0, 5)).find("truncated"), std::string::npos);
+  EXPECT_NE(error_of(good.substr(0, good.size() - 1)).find("f.safetensors"), std::string::npos);
+  EXPECT_NE(error_of(good + "xx").find("data bytes"), std::string::npos);
+  std::string bad_len = good;
+  bad_len[5] = 1;  // header length far beyond the file
+  EXPECT_NE(error_of(bad_len).find("exceeds the file size"), std::string::npos);
+  std::string bad_json = good;
+  bad_json[8] = '[';
+  EXPECT_NE(error_of(bad_json).find("f.safetensors"), std::string::npos);
+  EXPECT_THROW(io::load_safetensors("/nonexistent/x.safetensors"), Error);
+}
+
+TEST(Safetensors, AtTellsMissingName) {
+  io::SafetensorsFile f = io::parse_safetensors(io::safetensors_bytes({{"a", torch::ones({1})}}), "m.st");
+  try {
+    f.at("b");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no tensor named 'b'"), std::string::npos);
+  }
+}
+
+// An independent reader (Debian's python3-torch and a few lines of Python) sees the same
+// tensors: every element is compared exactly against a hex-float dump written here.
+TEST(Safetensors, PythonTorchReadsTheSameTensors) {
+  testutil::TempDir tmp;
+  auto ts = sample_tensors();
+  io::save_safetensors(tmp / "t.safetensors", ts);
+  std::ofstream dump(tmp / "expected.txt");
+  for (const auto& [name, t] : ts) {
+    at::Tensor d = t.to(torch::kDouble).contiguous().flatten();
+    dump << name << " " << c10::toString(t.scalar_type()) << " " << t.dim();
+    for (int64_t s : t.sizes()) dump << " " << s;
+    for (int64_t i = 0; i < d.numel(); ++i) {
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), " %a", d.data_ptr<double>()[i]);
+      dump << buf;
+    }
+    dump << "\n";
+  }
+  dump.close();
+  auto r = testutil::run_command("/usr/bin/python3 " + testutil::source_dir() + "/tests/python/read_safetensors.py " +
+                                (tmp / "t.safetensors") + " " + (tmp / "expected.txt"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("8 tensors equal"), std::string::npos) << r.output;
+}

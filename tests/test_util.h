@@ -1,0 +1,86 @@
+#pragma once
+// Shared helpers for dynamoe tests: temporary folders, running the CLI, synthetic datasets.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dynamoe/data/idx.h"
+
+namespace dynamoe::testutil {
+
+/// A fresh temporary folder, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = std::filesystem::temp_directory_path() /
+            ("dynamoe-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  std::string str() const { return path_.string(); }
+  std::string operator/(const std::string& child) const { return (path_ / child).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// The result of a shell command.
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  ///< stdout and stderr together
+};
+
+/// Runs `cmd` through /bin/sh, capturing stdout and stderr.
+inline CommandResult run_command(const std::string& cmd) {
+  CommandResult r;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+/// Path of the built CLI.
+inline std::string cli() { return DYNAMOE_CLI; }
+/// Path of the source tree.
+inline std::string source_dir() { return DYNAMOE_SOURCE_DIR; }
+
+/// Writes a learnable synthetic image dataset in the 4 standard IDX files under `dir`:
+/// each class has a random prototype image; examples are the prototype plus noise.
+inline void write_synthetic_idx(const std::string& dir, int64_t n_train, int64_t n_test, int64_t side = 8,
+                                int classes = 10, uint32_t seed = 7) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> pix(0, 255);
+  std::normal_distribution<double> noise(0.0, 40.0);
+  std::vector<std::vector<int>> proto(classes, std::vector<int>(side * side));
+  for (auto& p : proto)
+    for (auto& v : p) v = pix(rng);
+  auto make = [&](int64_t n, const std::string& images, const std::string& labels) {
+    data::IdxArray im, lb;
+    im.dims = {n, side, side};
+    lb.dims = {n};
+    for (int64_t i = 0; i < n; ++i) {
+      const int c = static_cast<int>(i % classes);
+      lb.data.push_back(static_cast<uint8_t>(c));
+      for (int v : proto[c]) im.data.push_back(static_cast<uint8_t>(std::clamp(v + noise(rng), 0.0, 255.0)));
+    }
+    data::write_idx(dir + "/" + images, im);
+    data::write_idx(dir + "/" + labels, lb);
+  };
+  make(n_train, "train-images-idx3-ubyte", "train-labels-idx1-ubyte");
+  make(n_test, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte");
+}
+
+}  // namespace dynamoe::testutil
