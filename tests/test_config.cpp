@@ -123,3 +123,10 @@ TEST(ConfigCli, BadConfigExitsTwoAndWritesNothing) {
   EXPECT_NE(r.output.find("unknown key 'train.optimiser'"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(runs));
 }
+
+TEST(ConfigCli, ReferenceDocIsCurrent) {
+  auto r = dynamoe::testutil::run_command(dynamoe::testutil::cli() + " config --reference");
+  ASSERT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.output, dynamoe::read_file(dynamoe::testutil::source_dir() + "/docs/config.md"))
+      << "docs/config.md is stale: regenerate it with `build/dynamoe config --reference > docs/config.md`";
+}

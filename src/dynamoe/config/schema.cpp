@@ -82,14 +82,19 @@ std::string node_text(const YAML::Node& n) {
   return e.c_str();
 }
 
+std::string bound_text(const Field& f, double v) {
+  if (f.type == FieldType::Int || f.type == FieldType::IntList) return std::to_string(static_cast<int64_t>(v));
+  return format_double(v);
+}
+
 std::string range_text(const Field& f) {
   std::string r;
   if (f.min && f.max) {
-    r = str(f.min_exclusive ? "(" : "[", format_double(*f.min), ", ", format_double(*f.max), "]");
+    r = str(f.min_exclusive ? "(" : "[", bound_text(f, *f.min), ", ", bound_text(f, *f.max), "]");
   } else if (f.min) {
-    r = str(f.min_exclusive ? "> " : ">= ", format_double(*f.min));
+    r = str(f.min_exclusive ? "> " : ">= ", bound_text(f, *f.min));
   } else if (f.max) {
-    r = str("<= ", format_double(*f.max));
+    r = str("<= ", bound_text(f, *f.max));
   }
   if (!f.choices.empty()) {
     for (size_t i = 0; i < f.choices.size(); ++i) r += (i ? " | " : "") + f.choices[i];
@@ -346,12 +351,18 @@ std::string Schema::to_yaml() const {
   return std::string(e.c_str()) + "\n";
 }
 
+static std::string escape_pipes(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
+  return out;
+}
+
 std::string Schema::reference_markdown() const {
   std::ostringstream os;
   os << "| key | type | default | allowed | description |\n|---|---|---|---|---|\n";
   for (const auto& f : fields_) {
     os << "| `" << f.key << "` | " << short_type(f.type) << " | `" << value_text(f) << "` | "
-       << range_text(f) << " | " << f.doc << " |\n";
+       << escape_pipes(range_text(f)) << " | " << f.doc << " |\n";
   }
   return os.str();
 }

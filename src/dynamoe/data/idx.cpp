@@ -1,0 +1,274 @@
+#include "dynamoe/data/idx.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <string_view>
+
+#include "dynamoe/util/atomic_file.h"
+#include "dynamoe/util/error.h"
+
+namespace dynamoe::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr bool kHostIsLittleEndian = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+
+std::string hex_byte(uint8_t b) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "0x%02x", b);
+  return buf;
+}
+
+bool is_gzip(std::string_view bytes) {
+  return bytes.size() >= 2 && static_cast<uint8_t>(bytes[0]) == 0x1f &&
+         static_cast<uint8_t>(bytes[1]) == 0x8b;
+}
+
+// Decompresses a gzip file (one or more concatenated members). Throws naming `path` and the
+// compressed byte offset on corrupt or truncated input.
+std::string gunzip(std::string_view in, const std::string& path) {
+  std::string out;
+  // The last 4 bytes hold the uncompressed size mod 2^32 of the last member: a size hint.
+  if (in.size() >= 18) {
+    uint32_t isize = 0;
+    for (int i = 3; i >= 0; --i) isize = (isize << 8) | static_cast<uint8_t>(in[in.size() - 4 + i]);
+    out.reserve(std::min<size_t>(isize, size_t{1} << 30));
+  }
+  z_stream zs;
+  std::memset(&zs, 0, sizeof(zs));
+  DYNAMOE_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "IDX file '", path,
+                "': cannot initialise zlib");
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  size_t consumed = 0;  // compressed bytes handed to zlib so far
+  char buf[1 << 16];
+  for (;;) {
+    if (zs.avail_in == 0 && consumed < in.size()) {
+      const size_t chunk = std::min<size_t>(in.size() - consumed, 1u << 30);
+      zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data() + consumed));
+      zs.avail_in = static_cast<uInt>(chunk);
+      consumed += chunk;
+    }
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof(buf);
+    const int rc = inflate(&zs, Z_NO_FLUSH);
+    out.append(buf, sizeof(buf) - zs.avail_out);
+    const size_t offset = consumed - zs.avail_in;  // compressed bytes read so far
+    if (rc == Z_STREAM_END) {
+      if (offset == in.size()) break;
+      // Another gzip member follows (as written by `cat a.gz b.gz`)?
+      const std::string_view rest = in.substr(offset);
+      if (!is_gzip(rest)) {
+        inflateEnd(&zs);
+        throw Error(str("IDX file '", path, "': ", in.size() - offset,
+                        " trailing bytes after the gzip stream at compressed byte offset ",
+                        offset));
+      }
+      inflateReset(&zs);
+      continue;
+    }
+    if (rc == Z_OK) continue;
+    if (rc == Z_BUF_ERROR && zs.avail_in == 0 && consumed == in.size()) {
+      inflateEnd(&zs);
+      throw Error(str("IDX file '", path, "': truncated gzip data (stream ends at compressed byte offset ",
+                      in.size(), " before the end marker)"));
+    }
+    const std::string msg = zs.msg ? zs.msg : "error " + std::to_string(rc);
+    inflateEnd(&zs);
+    throw Error(str("IDX file '", path, "': corrupt gzip data near compressed byte offset ", offset,
+                    ": ", msg));
+  }
+  inflateEnd(&zs);
+  return out;
+}
+
+// Reverses the bytes of every element of `elem` bytes in place (big-endian <-> little-endian).
+void swap_elements(uint8_t* data, size_t n_bytes, size_t elem) {
+  if (elem == 1 || !kHostIsLittleEndian) return;
+  for (size_t i = 0; i + elem <= n_bytes; i += elem) std::reverse(data + i, data + i + elem);
+}
+
+std::string dims_string(const std::vector<int64_t>& dims) {
+  if (dims.empty()) return "scalar";
+  std::string s;
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? " x " : "") + std::to_string(dims[i]);
+  return s;
+}
+
+// Product of dims times the element size, or throws when it does not fit in 2^62.
+uint64_t data_bytes(const std::vector<int64_t>& dims, size_t elem, const std::string& where) {
+  constexpr uint64_t kLimit = uint64_t{1} << 62;
+  uint64_t n = elem;
+  for (int64_t d : dims) {
+    DYNAMOE_CHECK(d >= 0, where, ": negative dimension ", d);
+    if (d != 0 && n > kLimit / static_cast<uint64_t>(d))
+      throw Error(str(where, ": dims ", dims_string(dims), " are too large"));
+    n *= static_cast<uint64_t>(d);
+  }
+  return n;
+}
+
+}  // namespace
+
+size_t idx_element_size(uint8_t type_code) {
+  switch (type_code) {
+    case kIdxUint8:
+    case kIdxInt8:
+      return 1;
+    case kIdxInt16:
+      return 2;
+    case kIdxInt32:
+    case kIdxFloat32:
+      return 4;
+    case kIdxFloat64:
+      return 8;
+    default:
+      throw Error(str("unknown IDX type code ", hex_byte(type_code),
+                      " (expected 0x08, 0x09, 0x0b, 0x0c, 0x0d or 0x0e)"));
+  }
+}
+
+std::string idx_type_name(uint8_t type_code) {
+  switch (type_code) {
+    case kIdxUint8: return "uint8";
+    case kIdxInt8: return "int8";
+    case kIdxInt16: return "int16";
+    case kIdxInt32: return "int32";
+    case kIdxFloat32: return "float32";
+    case kIdxFloat64: return "float64";
+    default: return "unknown(" + hex_byte(type_code) + ")";
+  }
+}
+
+int64_t IdxArray::numel() const {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+IdxArray read_idx(const std::string& path) {
+  std::string raw = read_file(path);
+  const bool gz = is_gzip(raw);
+  if (gz) raw = gunzip(raw, path);
+  const std::string where = str("IDX file '", path, "'");
+  const char* off_kind = gz ? "decompressed byte offset " : "byte offset ";
+  const auto* b = reinterpret_cast<const uint8_t*>(raw.data());
+  const size_t size = raw.size();
+
+  DYNAMOE_CHECK(size >= 4, where, ": truncated header: ", size,
+                " bytes, expected at least 4 (magic 00 00 <type> <ndims>)");
+  DYNAMOE_CHECK(b[0] == 0 && b[1] == 0, where, ": bad magic ", hex_byte(b[0]), " ",
+                hex_byte(b[1]), " at ", off_kind, "0 (expected 0x00 0x00; not an IDX file)");
+  IdxArray a;
+  a.type_code = b[2];
+  size_t elem = 0;
+  try {
+    elem = idx_element_size(a.type_code);
+  } catch (const Error& e) {
+    throw Error(str(where, ": ", e.what(), " at ", off_kind, "2"));
+  }
+  const size_t ndims = b[3];
+  const size_t header = 4 + 4 * ndims;
+  DYNAMOE_CHECK(size >= header, where, ": truncated header: ", ndims, " dims need ", header,
+                " bytes, file has ", size);
+  a.dims.resize(ndims);
+  for (size_t i = 0; i < ndims; ++i) {
+    const uint8_t* p = b + 4 + 4 * i;
+    const uint32_t d = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+    a.dims[i] = static_cast<int64_t>(d);
+  }
+  const uint64_t expected = data_bytes(a.dims, elem, where);
+  const uint64_t got = size - header;
+  const std::string decl = str("header declares ", dims_string(a.dims), " ",
+                               idx_type_name(a.type_code), " = ", expected, " data bytes");
+  DYNAMOE_CHECK(got >= expected, where, ": truncated data: ", decl, " after ", off_kind,
+                header, ", file has only ", got);
+  DYNAMOE_CHECK(got == expected, where, ": ", got - expected, " trailing bytes at ", off_kind,
+                header + expected, " (", decl, ")");
+  a.data.assign(b + header, b + size);
+  swap_elements(a.data.data(), a.data.size(), elem);
+  return a;
+}
+
+void write_idx(const std::string& path, const IdxArray& a) {
+  const std::string where = str("cannot write IDX file '", path, "'");
+  size_t elem = 0;
+  try {
+    elem = idx_element_size(a.type_code);
+  } catch (const Error& e) {
+    throw Error(str(where, ": ", e.what()));
+  }
+  DYNAMOE_CHECK(a.dims.size() <= 255, where, ": ", a.dims.size(), " dims, IDX allows at most 255");
+  for (int64_t d : a.dims)
+    DYNAMOE_CHECK(d >= 0 && d <= int64_t{std::numeric_limits<uint32_t>::max()}, where,
+                  ": dimension ", d, " does not fit in 32 bits");
+  const uint64_t expected = data_bytes(a.dims, elem, where);
+  DYNAMOE_CHECK(a.data.size() == expected, where, ": dims ", dims_string(a.dims), " ",
+                idx_type_name(a.type_code), " need ", expected, " data bytes, got ", a.data.size());
+  std::string out;
+  out.reserve(4 + 4 * a.dims.size() + a.data.size());
+  out.push_back('\0');
+  out.push_back('\0');
+  out.push_back(static_cast<char>(a.type_code));
+  out.push_back(static_cast<char>(a.dims.size()));
+  for (int64_t d : a.dims) {
+    const auto u = static_cast<uint32_t>(d);
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((u >> shift) & 0xff));
+  }
+  const size_t header = out.size();
+  out.append(reinterpret_cast<const char*>(a.data.data()), a.data.size());
+  swap_elements(reinterpret_cast<uint8_t*>(&out[header]), a.data.size(), elem);
+  write_file_atomic(path, out);
+}
+
+ImageSet read_idx_images(const std::string& images_path, const std::string& labels_path) {
+  IdxArray images = read_idx(images_path);
+  DYNAMOE_CHECK(images.type_code == kIdxUint8, "IDX image file '", images_path,
+                "': expected uint8 (type 0x08), got ", idx_type_name(images.type_code));
+  DYNAMOE_CHECK(images.dims.size() == 3, "IDX image file '", images_path,
+                "': expected 3 dims (N x H x W), got ", images.dims.size(), " (",
+                dims_string(images.dims), ")");
+  IdxArray labels = read_idx(labels_path);
+  DYNAMOE_CHECK(labels.type_code == kIdxUint8, "IDX label file '", labels_path,
+                "': expected uint8 (type 0x08), got ", idx_type_name(labels.type_code));
+  DYNAMOE_CHECK(labels.dims.size() == 1, "IDX label file '", labels_path,
+                "': expected 1 dim (N), got ", labels.dims.size(), " (", dims_string(labels.dims),
+                ")");
+  DYNAMOE_CHECK(labels.dims[0] == images.dims[0], "IDX label file '", labels_path, "' holds ",
+                labels.dims[0], " labels but image file '", images_path, "' holds ",
+                images.dims[0], " images");
+  // Labels are uint8, so every label is < 256 by construction.
+  ImageSet s;
+  s.n = images.dims[0];
+  s.channels = 1;
+  s.height = images.dims[1];
+  s.width = images.dims[2];
+  s.pixels = std::move(images.data);
+  s.labels = std::move(labels.data);
+  return s;
+}
+
+IdxSplitPaths idx_paths(const std::string& dataset_dir) {
+  auto pick = [&](const char* name) {
+    const fs::path plain = fs::path(dataset_dir) / name;
+    std::error_code ec;
+    if (fs::exists(plain, ec)) return plain.string();
+    fs::path gz = plain;
+    gz += ".gz";
+    if (fs::exists(gz, ec)) return gz.string();
+    return plain.string();
+  };
+  IdxSplitPaths p;
+  p.train_images = pick("train-images-idx3-ubyte");
+  p.train_labels = pick("train-labels-idx1-ubyte");
+  p.test_images = pick("t10k-images-idx3-ubyte");
+  p.test_labels = pick("t10k-labels-idx1-ubyte");
+  return p;
+}
+
+}  // namespace dynamoe::data
