@@ -16,7 +16,7 @@ TEST(FashionMnist, DenseMlpReachesEightyEightPercent) {
   ASSERT_EQ(f.exit_code, 0) << f.output;
   auto t = testutil::run_command(testutil::cli() + " train --config " + testutil::source_dir() +
                                  "/configs/mlp_fashion.yaml --set data.dir=" + data_dir +
-                                 " --set train.log_every=1000 --set train.runs_dir=" + (tmp / "runs") + " --name mlp");
+                                 " --set train.log_every=1000 --set train.threads=1 --set train.runs_dir=" + (tmp / "runs") + " --name mlp");
   ASSERT_EQ(t.exit_code, 0) << t.output;
   auto e = testutil::run_command(testutil::cli() + " eval --checkpoint " + (tmp / "runs/mlp"));
   ASSERT_EQ(e.exit_code, 0) << e.output;
