@@ -1,0 +1,28 @@
+#pragma once
+// dynamoe router (DynaMoE, arXiv 2603.01697): a per-token quantile threshold.
+// Shape legend: N tokens, E experts.
+//
+//   g = softmax(z / T)                                  T = opt.dynamoe_temperature (0.5)
+//   g = g + sigma * eps, eps ~ N(0, 1)                  training only; sigma = opt.dynamoe_sigma,
+//                                                       drawn from ctx.generator when set
+//   t = quantile_tau(g_1..g_E)                          tau = opt.dynamoe_tau; linear interpolation
+//                                                       between order statistics (torch.quantile)
+//   S = { i : g_i > t }, or { argmax g } when empty; then at most ctx.k_max (if > 0), keeping
+//       the largest g
+//   w_i = exp(g_i) / sum_{j in S} exp(g_j) for i in S, 0 elsewhere
+//
+// Routing.probs is g (with its noise). The noise is a constant: gradients flow from w to z
+// through g. dynamoe's choices: ties (argmax, the k_max cut) go to the lower expert index; with
+// ctx.selection_bias b, t and S come from softmax((z + b) / T) + the same noise, while w uses
+// the unbiased g.
+#include <ATen/core/Tensor.h>
+
+#include "dynamoe/moe/routing.h"
+
+namespace dynamoe::moe::functional {
+
+/// Routes every token to the experts above its own tau-quantile of g; weights differentiable
+/// w.r.t. logits [N, E].
+Routing dynamoe_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx);
+
+}  // namespace dynamoe::moe::functional

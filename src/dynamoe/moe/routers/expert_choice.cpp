@@ -1,0 +1,36 @@
+#include "dynamoe/moe/routers/expert_choice.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "dynamoe/util/error.h"
+
+namespace dynamoe::moe::functional {
+
+int64_t expert_choice_capacity(const RouterOptions& opt, int64_t n_tokens, int64_t n_experts) {
+  DYNAMOE_CHECK(opt.expert_choice_capacity > 0, "router expert_choice: capacity must be > 0, got ",
+                opt.expert_choice_capacity);
+  DYNAMOE_CHECK(opt.k >= 1, "router expert_choice: k must be >= 1, got ", opt.k);
+  const double x = opt.expert_choice_capacity * static_cast<double>(n_tokens) * static_cast<double>(opt.k) /
+                   static_cast<double>(n_experts);
+  const int64_t c = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(x * (1.0 - 1e-9))));
+  return std::min(c, n_tokens);
+}
+
+Routing expert_choice_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext&) {
+  check_logits(logits, "expert_choice");
+  DYNAMOE_CHECK(opt.temperature > 0, "router expert_choice: temperature must be > 0, got ", opt.temperature);
+  const int64_t capacity = expert_choice_capacity(opt, logits.size(0), logits.size(1));
+
+  at::Tensor p = at::softmax(logits / opt.temperature, -1);  // [N, E]
+  // Each column's tokens by descending p (stable: lower token first on ties).
+  at::Tensor order = std::get<1>(at::sort(p.detach(), /*stable=*/true, /*dim=*/0, /*descending=*/true));  // [N, E]
+  at::Tensor mask = at::zeros(p.sizes(), p.options().dtype(at::kBool))
+                        .scatter(0, order.narrow(0, 0, capacity), true);  // [N, E]
+  at::Tensor weights = p.masked_fill(mask.logical_not(), 0);
+  return make_routing(logits, p, weights, mask);
+}
+
+}  // namespace dynamoe::moe::functional

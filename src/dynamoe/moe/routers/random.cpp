@@ -1,0 +1,26 @@
+#include "dynamoe/moe/routers/random.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "dynamoe/util/error.h"
+
+namespace dynamoe::moe::functional {
+
+Routing random_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx) {
+  check_logits(logits, "random");
+  DYNAMOE_CHECK(opt.k >= 1, "router random: k must be >= 1, got ", opt.k);
+  const int64_t k = std::min(opt.k, logits.size(1));
+
+  c10::optional<at::Generator> gen;
+  if (ctx.generator) gen = *ctx.generator;
+  at::Tensor u = at::rand(logits.sizes(), gen, logits.options().dtype(at::kDouble).requires_grad(false));  // [N, E]
+  at::Tensor order = std::get<1>(at::sort(u, /*stable=*/true, -1));
+  at::Tensor mask = at::zeros(logits.sizes(), logits.options().dtype(at::kBool))
+                        .scatter(1, order.narrow(1, 0, k), true);  // [N, E]
+  at::Tensor weights = mask.to(logits.scalar_type()) / static_cast<double>(k);
+  return make_routing(logits, at::softmax(logits, -1), weights, mask);
+}
+
+}  // namespace dynamoe::moe::functional

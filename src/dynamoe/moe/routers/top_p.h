@@ -1,0 +1,25 @@
+#pragma once
+// top_p router (Huang et al. 2024, arXiv 2403.07652). Shape legend: N tokens, E experts.
+//
+//   p = softmax(z / T)                                  T = opt.temperature
+//   sort p descending: p_(1) >= p_(2) >= ...
+//   m = min { j : p_(1) + ... + p_(j) >= top_p }        (the crossing expert is included; m = E
+//                                                        if the sum never reaches top_p)
+//   m = clamp(m, min_k, max_k')                         max_k' = min(E, top_p_max_k or E,
+//                                                        ctx.k_max if > 0); max wins over min
+//   S = the m largest p
+//   w = p_S (default)  or  p_S / sum_{j in S} p_j (opt.top_p_normalize)
+//
+// dynamoe's choices: ties are broken by lower expert index first; with ctx.selection_bias b,
+// the sort and the cumulative sum use softmax((z + b) / T) while w keeps the unbiased p.
+#include <ATen/core/Tensor.h>
+
+#include "dynamoe/moe/routing.h"
+
+namespace dynamoe::moe::functional {
+
+/// Routes every token to the fewest most probable experts whose mass reaches opt.top_p; weights
+/// differentiable w.r.t. logits [N, E].
+Routing top_p_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx);
+
+}  // namespace dynamoe::moe::functional
