@@ -8,6 +8,7 @@
 #include "dynamoe/io/checkpoint.h"
 #include "dynamoe/models/classifier.h"
 #include "dynamoe/train/evaluate.h"
+#include "dynamoe/train/moe_report.h"
 #include "dynamoe/train/trainer.h"
 #include "dynamoe/util/atomic_file.h"
 
@@ -34,6 +35,7 @@ int run(const ParsedArgs& a) {
               threads);
   std::printf("%s accuracy: %.2f%% (%lld examples), loss %.4f\n", split.c_str(), 100.0 * r.accuracy,
               static_cast<long long>(r.examples), r.loss);
+  if (!r.moe.empty()) std::printf("MoE layers:\n%s", train::moe_table(r.moe).c_str());
   return 0;
 }
 

@@ -8,7 +8,7 @@ namespace dynamoe::config {
 Schema Config::schema() {
   Schema s;
   // model
-  s.add_string("model.kind", &model.kind, "model to build", {"mlp", "cnn"});
+  s.add_string("model.kind", &model.kind, "model to build", {"mlp", "cnn", "moe_mlp", "moe_cnn"});
   s.add_int_list("model.hidden", &model.hidden, "MLP hidden layer widths", 1);
   s.add_int_list("model.channels", &model.channels,
                  "CNN channels: one 3x3 conv (padding 1) + 2x2 max-pool per entry", 1);
@@ -18,6 +18,57 @@ Schema Config::schema() {
   s.add_string("model.norm", &model.norm, "normalisation after each hidden layer",
                {"none", "layernorm", "batchnorm"});
   s.add_float("model.dropout", &model.dropout, "dropout probability after hidden activations", 0.0, 0.95);
+  s.add_int("model.d_model", &model.d_model, "MoE models: width of the residual stream", 1);
+  s.add_int("model.moe_layers", &model.moe_layers, "MoE-MLP: number of MoE blocks", 1, 64);
+  // moe
+  s.add_string("moe.gate", &moe.gate, "gate: x -> logits", {"linear", "quadratic_polynomial", "quadratic_monomial", "mlp"});
+  s.add_bool("moe.gate_bias", &moe.gate_bias, "linear gate: add a bias");
+  s.add_int("moe.gate_rank", &moe.gate_rank, "quadratic gates: rank r of A_i = P_i^T Q_i (0: full D x D)", 0);
+  s.add_int("moe.gate_mlp_mult", &moe.gate_mlp_mult, "mlp gate: hidden width = mult * E", 1);
+  s.add_bool("moe.gate_residual", &moe.gate_residual, "gating residual z_l = gate(x) + W_map z_{l-1} (MoE++)");
+  s.add_string("moe.router", &moe.router, "router: logits -> active experts and weights",
+               {"top_k", "top_p", "threshold", "dynamoe", "tsallis_hybrid", "expert_choice", "hash", "random"});
+  s.add_float("moe.temperature", &moe.temperature, "p = softmax(z / T) (top_k, top_p, threshold, expert_choice)", 0.0, 100.0, true);
+  s.add_int("moe.k", &moe.k, "top_k / random / expert_choice: experts per token", 1);
+  s.add_bool("moe.top_k_normalize", &moe.top_k_normalize, "top_k: w = p_S / sum p_S (Mixtral) instead of p_S (Switch)");
+  s.add_float("moe.top_p", &moe.top_p, "top_p: cumulative probability to reach", 0.0, 1.0, true);
+  s.add_int("moe.top_p_min_k", &moe.top_p_min_k, "top_p: at least this many experts", 1);
+  s.add_int("moe.top_p_max_k", &moe.top_p_max_k, "top_p: at most this many experts (0: E)", 0);
+  s.add_bool("moe.top_p_normalize", &moe.top_p_normalize, "top_p: renormalise the selected weights");
+  s.add_float("moe.theta", &moe.theta, "threshold: S = {i : p_i >= theta}", 0.0, 1.0);
+  s.add_bool("moe.threshold_normalize", &moe.threshold_normalize, "threshold: renormalise the selected weights");
+  s.add_float("moe.dynamoe_temperature", &moe.dynamoe_temperature, "dynamoe: g = softmax(z / T)", 0.0, 100.0, true);
+  s.add_float("moe.dynamoe_sigma", &moe.dynamoe_sigma, "dynamoe: std of the training noise on g", 0.0);
+  s.add_float("moe.dynamoe_tau", &moe.dynamoe_tau, "dynamoe: quantile level of the per-token threshold", 0.0, 1.0);
+  s.add_float("moe.tsallis_q", &moe.tsallis_q, "tsallis_hybrid: entropic index q", 0.0);
+  s.add_float("moe.tsallis_top_p", &moe.tsallis_top_p, "tsallis_hybrid: top-p mass", 0.0, 1.0);
+  s.add_float("moe.tsallis_threshold", &moe.tsallis_threshold, "tsallis_hybrid: H_norm above which all experts are active", 0.0);
+  s.add_float("moe.tsallis_eps", &moe.tsallis_eps, "tsallis_hybrid: eps in (p + eps)^q", 0.0);
+  s.add_int("moe.tsallis_keep_top_k", &moe.tsallis_keep_top_k, "tsallis_hybrid: experts always kept", 0);
+  s.add_float("moe.expert_choice_capacity", &moe.expert_choice_capacity, "expert_choice: C = ceil(c * N * k / E)", 0.0, 1e6, true);
+  s.add_float("moe.capacity_factor", &moe.capacity_factor, "token-choice capacity factor (0: dropless)", 0.0);
+  s.add_bool("moe.bias_balancing", &moe.bias_balancing, "aux-loss-free bias balancing (DeepSeek-V3)");
+  s.add_float("moe.bias_gamma", &moe.bias_gamma, "bias balancing step gamma", 0.0);
+  s.add_string("moe.expert", &moe.expert, "kind of the computing experts", {"linear", "ffn", "swiglu"});
+  s.add_int("moe.expert_hidden", &moe.expert_hidden, "hidden width F of ffn / swiglu experts", 1);
+  s.add_string("moe.expert_activation", &moe.expert_activation, "ffn expert activation", {"relu", "gelu", "silu", "tanh"});
+  s.add_int("moe.n_zero", &moe.n_zero, "zero experts per layer (MoE++), part of E_l", 0);
+  s.add_int("moe.n_copy", &moe.n_copy, "copy experts per layer (MoE++), part of E_l", 0);
+  s.add_int("moe.n_constant", &moe.n_constant, "constant experts per layer (MoE++), part of E_l", 0);
+  s.add_int("moe.n_shared", &moe.n_shared, "shared experts per layer (weight 1 for every token)", 0);
+  s.add_string("moe.schedule", &moe.schedule, "experts per layer across depth",
+               {"uniform", "descending", "ascending", "pyramid", "hourglass", "wave"});
+  s.add_int("moe.e_min", &moe.e_min, "schedule: fewest experts in a layer", 1);
+  s.add_int("moe.e_max", &moe.e_max, "schedule: most experts in a layer", 1);
+  s.add_int("moe.total_experts", &moe.total_experts, "schedule: rescale so the layers hold this many in all (0: off)", 0);
+  s.add_float("moe.wave_frequency", &moe.wave_frequency, "wave schedule: cycles over the depth", 0.0);
+  s.add_bool("moe.schedule_k_max", &moe.schedule_k_max, "the schedule (same shape) also sets each layer's k_max");
+  s.add_int("moe.k_max_min", &moe.k_max_min, "schedule_k_max: smallest k_max", 1);
+  s.add_int("moe.k_max_max", &moe.k_max_max, "schedule_k_max: largest k_max", 1);
+  s.add_float("moe.load_balance", &moe.load_balance, "coefficient of the Switch load-balance loss", 0.0);
+  s.add_float("moe.z_loss", &moe.z_loss, "coefficient of the ST-MoE router z-loss", 0.0);
+  s.add_float("moe.entropy", &moe.entropy, "coefficient of the routing-entropy loss (spec default 1e-4 when used)", 0.0);
+  s.add_float("moe.tsallis", &moe.tsallis, "multiplier of the DynMoLE Tsallis loss (1: as written)", 0.0);
   // data
   s.add_string("data.dataset", &data.dataset, "dataset name (fetched ones live in data.dir/<name>)",
                {"mnist", "fashion-mnist", "cifar10", "idx"});
@@ -59,6 +110,11 @@ void Config::validate() {
   s.check_ranges();
   if (model.kind == "mlp" && model.hidden.empty())
     throw ConfigError("config: model.hidden = [] is out of range (an MLP needs at least one hidden layer)");
+  if (moe.e_min > moe.e_max)
+    throw ConfigError(str("config: moe.e_min = ", moe.e_min, " is out of range (must be <= moe.e_max = ", moe.e_max, ")"));
+  if (moe.k_max_min > moe.k_max_max)
+    throw ConfigError(str("config: moe.k_max_min = ", moe.k_max_min, " is out of range (must be <= moe.k_max_max = ",
+                          moe.k_max_max, ")"));
   if (model.kind == "cnn" && model.channels.empty())
     throw ConfigError("config: model.channels = [] is out of range (a CNN needs at least one conv)");
   if ((data.dataset == "idx" || data.dataset == "cifar10") && data.path.empty())

@@ -18,8 +18,52 @@ struct ModelConfig {
   std::vector<int64_t> channels = {32, 64};    ///< CNN conv channels (one 3x3 conv + 2x2 pool each)
   int64_t cnn_fc = 128;                        ///< CNN width of the fully connected layer
   std::string activation = "relu";             ///< relu | gelu | silu | tanh
+  int64_t d_model = 128;                       ///< MoE-MLP width of the residual stream
+  int64_t moe_layers = 4;                      ///< MoE-MLP number of MoE blocks
   std::string norm = "none";                   ///< none | layernorm | batchnorm
   double dropout = 0.1;                        ///< dropout after each hidden activation
+};
+
+/// Mixture-of-Experts layers (used by the moe_* models). Formulas: ../shared/specs/moe-methods.md.
+struct MoEConfig {
+  // gate
+  std::string gate = "linear";       ///< linear | quadratic_polynomial | quadratic_monomial | mlp
+  bool gate_bias = false;            ///< linear gate bias
+  int64_t gate_rank = 0;             ///< quadratic gates: A_i = P_i^T Q_i of rank r (0: full D x D)
+  int64_t gate_mlp_mult = 8;         ///< mlp gate: hidden width h * E
+  bool gate_residual = false;        ///< z_l = gate(x) + W_map z_{l-1} (MoE++)
+  // router
+  std::string router = "top_k";
+  double temperature = 1.0;
+  int64_t k = 2;
+  bool top_k_normalize = true;
+  double top_p = 0.4;
+  int64_t top_p_min_k = 1, top_p_max_k = 0;
+  bool top_p_normalize = false;
+  double theta = 0.1;
+  bool threshold_normalize = false;
+  double dynamoe_temperature = 0.5, dynamoe_sigma = 0.1, dynamoe_tau = 0.5;
+  double tsallis_q = 1.1, tsallis_top_p = 0.75, tsallis_threshold = 0.9, tsallis_eps = 1e-5;
+  int64_t tsallis_keep_top_k = 2;
+  double expert_choice_capacity = 1.0;
+  double capacity_factor = 0.0;      ///< 0: dropless
+  bool bias_balancing = false;       ///< aux-loss-free balancing (DeepSeek-V3)
+  double bias_gamma = 1e-3;
+  // experts
+  std::string expert = "ffn";        ///< linear | ffn | swiglu (the kind of the non-special experts)
+  int64_t expert_hidden = 64;        ///< F of ffn / swiglu experts
+  std::string expert_activation = "gelu";
+  int64_t n_zero = 0, n_copy = 0, n_constant = 0;  ///< MoE++ zero-computation experts (part of E_l)
+  int64_t n_shared = 0;              ///< shared experts every token uses with weight 1
+  // schedule (experts per layer)
+  std::string schedule = "uniform";  ///< uniform | descending | ascending | pyramid | hourglass | wave
+  int64_t e_min = 2, e_max = 8;
+  int64_t total_experts = 0;         ///< rescale so that sum_l E_l = total (0: off)
+  double wave_frequency = 1.0;
+  bool schedule_k_max = false;       ///< the schedule also sets each layer's k_max (dynamoe, top_p)
+  int64_t k_max_min = 1, k_max_max = 4;
+  // losses
+  double load_balance = 1e-2, z_loss = 1e-3, entropy = 0.0, tsallis = 0.0;
 };
 
 /// Which data and how to read it.
@@ -58,6 +102,7 @@ struct TrainConfig {
 /// A whole experiment.
 struct Config {
   ModelConfig model;
+  MoEConfig moe;
   DataConfig data;
   TrainConfig train;
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dynamoe/config/config.h"
+#include "dynamoe/moe/layer_stats.h"
 
 namespace dynamoe::models {
 
@@ -24,6 +25,7 @@ struct InputSpec {
 struct ModelOutput {
   at::Tensor logits;    ///< [N, K]
   at::Tensor aux_loss;  ///< scalar added to the task loss (undefined: none)
+  std::vector<moe::LayerStats> moe_stats;  ///< one per MoE layer (empty for dense models)
 };
 
 /// Base of all classifiers. Input is raw uint8 or float pixels [N, C, H, W]; the model owns
@@ -34,6 +36,8 @@ class ClassifierImpl : public torch::nn::Module {
   explicit ClassifierImpl(const InputSpec& spec);
   /// Logits (and auxiliary loss, if any) for a batch of images.
   virtual ModelOutput forward(const at::Tensor& images) = 0;
+  /// Called after each optimizer step (MoE models update balancing biases here).
+  virtual void after_step() {}
   /// Number of trainable parameters.
   int64_t num_parameters() const;
   const InputSpec& input_spec() const { return spec_; }

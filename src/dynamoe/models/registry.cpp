@@ -3,6 +3,7 @@
 
 #include "dynamoe/models/cnn.h"
 #include "dynamoe/models/mlp.h"
+#include "dynamoe/models/moe_mlp.h"
 
 namespace dynamoe::models {
 
@@ -14,6 +15,12 @@ void register_builtin_models() {
     });
     register_model("cnn", [](const config::Config& c, const InputSpec& s) -> Classifier {
       return std::make_shared<CNNClassifierImpl>(c.model, s);
+    });
+    register_model("moe_mlp", [](const config::Config& c, const InputSpec& s) -> Classifier {
+      return std::make_shared<MoEMLPClassifierImpl>(c, s);
+    });
+    register_model("moe_cnn", [](const config::Config& c, const InputSpec& s) -> Classifier {
+      return std::make_shared<MoECNNClassifierImpl>(c, s);
     });
   });
 }

@@ -1,6 +1,7 @@
 #pragma once
 // Evaluation of a classifier on a dataset: mean cross-entropy and accuracy.
 #include <cstdint>
+#include <vector>
 
 #include "dynamoe/data/dataset.h"
 #include "dynamoe/models/classifier.h"
@@ -11,6 +12,7 @@ struct EvalResult {
   double loss = 0;      ///< mean cross-entropy
   double accuracy = 0;  ///< fraction correct
   int64_t examples = 0;
+  std::vector<moe::LayerStatsAccumulator> moe;  ///< per MoE layer, over the whole dataset
 };
 
 /// Runs the model in eval mode (no gradients) over the whole dataset in batches; restores the

@@ -13,6 +13,7 @@
 #include "dynamoe/train/evaluate.h"
 #include "dynamoe/train/lr_schedule.h"
 #include "dynamoe/train/metrics_log.h"
+#include "dynamoe/train/moe_report.h"
 #include "dynamoe/train/optimizer.h"
 #include "dynamoe/train/progress.h"
 #include "dynamoe/util/atomic_file.h"
@@ -111,20 +112,32 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
   double loss_window = 0, grad_window = 0;
   int64_t window_steps = 0, window_samples = 0;
   double last_rate = 0;
+  std::vector<moe::LayerStatsAccumulator> moe_window;
+  double aux_window = 0;
+  EvalResult last_eval;
   std::string last_ckpt;
   TrainResult result;
   result.run_dir = run_dir;
 
   auto do_eval = [&](int64_t step) {
     EvalResult ev = evaluate(*model, data.test);
-    metrics.write({{"step", step},
-                   {"epoch", static_cast<double>(step) / per_epoch},
-                   {"split", "test"},
-                   {"loss", ev.loss},
-                   {"accuracy", ev.accuracy},
-                   {"elapsed_s", std::chrono::duration<double>(Clock::now() - t_start).count()}});
+    nlohmann::json row = {{"step", step},
+                          {"epoch", static_cast<double>(step) / per_epoch},
+                          {"split", "test"},
+                          {"loss", ev.loss},
+                          {"accuracy", ev.accuracy},
+                          {"elapsed_s", std::chrono::duration<double>(Clock::now() - t_start).count()}};
+    std::string active;
+    if (!ev.moe.empty()) {
+      row["moe"] = moe_json(ev.moe);
+      row["active_experts"] = mean_active(ev.moe);
+      for (const auto& a : ev.moe) active += (active.empty() ? "" : " ") + fmt("%.2f", a.active_mean());
+      active = "  active experts/token per layer: " + active;
+    }
+    metrics.write(row);
     progress.message(str("eval  step ", step, "  test loss ", fmt("%.4f", ev.loss), "  accuracy ",
-                         fmt("%.2f%%", 100.0 * ev.accuracy)));
+                         fmt("%.2f%%", 100.0 * ev.accuracy), active));
+    last_eval = ev;
     result.test_loss = ev.loss;
     result.test_accuracy = ev.accuracy;
   };
@@ -156,7 +169,10 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
       grad_norm = torch::nn::utils::clip_grad_norm_(model->parameters(), tc.grad_clip);
     }
     opt->step();
+    model->after_step();
     state.step = step + 1;
+    accumulate(moe_window, mo.moe_stats);
+    if (mo.aux_loss.defined()) aux_window += mo.aux_loss.item<double>();
 
     const double loss_v = loss.item<double>();
     DYNAMOE_CHECK(std::isfinite(loss_v), "training diverged: loss is ", loss_v, " at step ", state.step,
@@ -169,16 +185,23 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
     const double rate = dt > 0 ? window_samples / dt : 0;
     progress.update(state.step, loss_window / window_steps, lr, rate > 0 ? rate : last_rate);
     if (state.step % tc.log_every == 0 || state.step == total) {
-      metrics.write({{"step", state.step},
-                     {"epoch", static_cast<double>(state.step) / per_epoch},
-                     {"split", "train"},
-                     {"loss", loss_window / window_steps},
-                     {"lr", lr},
-                     {"grad_norm", tc.grad_clip > 0 ? nlohmann::json(grad_window / window_steps) : nlohmann::json()},
-                     {"samples_per_s", rate},
-                     {"elapsed_s", std::chrono::duration<double>(Clock::now() - t_start).count()}});
+      nlohmann::json row = {{"step", state.step},
+                            {"epoch", static_cast<double>(state.step) / per_epoch},
+                            {"split", "train"},
+                            {"loss", loss_window / window_steps},
+                            {"lr", lr},
+                            {"grad_norm", tc.grad_clip > 0 ? nlohmann::json(grad_window / window_steps) : nlohmann::json()},
+                            {"samples_per_s", rate},
+                            {"elapsed_s", std::chrono::duration<double>(Clock::now() - t_start).count()}};
+      if (!moe_window.empty()) {
+        row["aux_loss"] = aux_window / window_steps;
+        row["active_experts"] = mean_active(moe_window);
+        row["moe"] = moe_json(moe_window);
+      }
+      metrics.write(row);
       last_rate = rate;
-      loss_window = grad_window = 0;
+      moe_window.clear();
+      loss_window = grad_window = aux_window = 0;
       window_steps = window_samples = 0;
       t_window = Clock::now();
     }
@@ -204,6 +227,11 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
                             {"test_accuracy", result.test_accuracy},
                             {"train_seconds_this_process", result.seconds},
                             {"threads", threads}};
+  if (!last_eval.moe.empty()) {
+    summary["moe"] = moe_json(last_eval.moe);
+    summary["active_experts"] = mean_active(last_eval.moe);
+    out << "MoE layers on the test set:\n" << moe_table(last_eval.moe);
+  }
   write_file_atomic((fs::path(run_dir) / "summary.json").string(), summary.dump(2) + "\n");
   out << "done: " << result.steps << " steps, test accuracy " << fmt("%.2f%%", 100.0 * result.test_accuracy)
       << ", checkpoint " << last_ckpt << "\n";

@@ -1,0 +1,44 @@
+#pragma once
+// MoE-MLP classifier: flatten -> Linear(d_model) -> MoEStack (model.moe_layers blocks, experts
+// per layer from the moe schedule) -> LayerNorm -> Linear(K).
+// Parameters: in_proj.*, stack.*, final_norm.*, head.*.
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "dynamoe/models/classifier.h"
+#include "dynamoe/models/moe_stack.h"
+
+namespace dynamoe::models {
+
+class MoEMLPClassifierImpl : public ClassifierImpl {
+ public:
+  MoEMLPClassifierImpl(const config::Config& cfg, const InputSpec& spec);
+  ModelOutput forward(const at::Tensor& images) override;
+  void after_step() override { stack_->after_step(); }
+
+ private:
+  torch::nn::Linear in_proj_{nullptr}, head_{nullptr};
+  MoEStack stack_{nullptr};
+  torch::nn::LayerNorm final_norm_{nullptr};
+};
+
+/// MoE-CNN classifier: the CNN's conv stem, then Linear(d_model) -> MoEStack -> LayerNorm -> Linear(K).
+/// Parameters: convs.*, norms.*, in_proj.*, stack.*, final_norm.*, head.*.
+class MoECNNClassifierImpl : public ClassifierImpl {
+ public:
+  MoECNNClassifierImpl(const config::Config& cfg, const InputSpec& spec);
+  ModelOutput forward(const at::Tensor& images) override;
+  void after_step() override { stack_->after_step(); }
+
+ private:
+  config::ModelConfig cfg_;
+  std::vector<torch::nn::Conv2d> convs_;
+  std::vector<std::shared_ptr<torch::nn::Module>> norms_;
+  torch::nn::Linear in_proj_{nullptr}, head_{nullptr};
+  MoEStack stack_{nullptr};
+  torch::nn::LayerNorm final_norm_{nullptr};
+  std::function<at::Tensor(const at::Tensor&)> act_;
+};
+
+}  // namespace dynamoe::models

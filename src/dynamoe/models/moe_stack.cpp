@@ -1,0 +1,53 @@
+#include "dynamoe/models/moe_stack.h"
+
+#include <torch/torch.h>
+
+#include "dynamoe/moe/schedule.h"
+
+namespace dynamoe::models {
+
+MoEStackImpl::MoEStackImpl(const config::MoEConfig& cfg, int64_t dim, int64_t n_layers) {
+  moe::ScheduleOptions so;
+  so.name = cfg.schedule;
+  so.e_min = cfg.e_min;
+  so.e_max = cfg.e_max;
+  so.total_experts = cfg.total_experts;
+  so.wave_frequency = cfg.wave_frequency;
+  experts_per_layer_ = moe::schedule_experts(so, n_layers);
+  k_max_per_layer_.assign(n_layers, 0);
+  if (cfg.schedule_k_max) {
+    moe::ScheduleOptions ko = so;
+    ko.e_min = cfg.k_max_min;
+    ko.e_max = cfg.k_max_max;
+    ko.total_experts = 0;
+    k_max_per_layer_ = moe::schedule_experts(ko, n_layers);
+  }
+  torch::nn::ModuleList norms, layers;
+  for (int64_t l = 0; l < n_layers; ++l) {
+    norms_.push_back(torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
+    norms->push_back(norms_.back());
+    layers_.push_back(moe::MoELayer(moe::MoELayerOptions::from_config(
+        cfg, dim, experts_per_layer_[l], k_max_per_layer_[l], l > 0 ? experts_per_layer_[l - 1] : 0)));
+    layers->push_back(layers_.back());
+  }
+  register_module("norms", norms);
+  register_module("moe", layers);
+}
+
+at::Tensor MoEStackImpl::forward(at::Tensor x, ModelOutput& out) {
+  at::Tensor prev_logits;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    moe::MoELayerOutput o = layers_[l]->forward(norms_[l]->forward(x), prev_logits);
+    x = x + o.y;  // [N, D]
+    prev_logits = o.logits;
+    out.aux_loss = out.aux_loss.defined() ? out.aux_loss + o.aux_loss : o.aux_loss;
+    out.moe_stats.push_back(std::move(o.stats));
+  }
+  return x;
+}
+
+void MoEStackImpl::after_step() {
+  for (auto& l : layers_) l->update_bias();
+}
+
+}  // namespace dynamoe::models

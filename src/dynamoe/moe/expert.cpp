@@ -1,0 +1,136 @@
+#include "dynamoe/moe/expert.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <functional>
+#include <map>
+
+#include "dynamoe/models/classifier.h"
+#include "dynamoe/util/error.h"
+
+namespace dynamoe::moe {
+namespace {
+
+at::Tensor init_weight(int64_t out, int64_t in) { return torch::randn({out, in}) / std::sqrt(double(in)); }
+
+/// Parameters: weight [D, D], bias [D].
+class LinearExpert : public ExpertImpl {
+ public:
+  explicit LinearExpert(const ExpertOptions& o) : ExpertImpl("linear"), d_(o.dim) {
+    w_ = register_parameter("weight", init_weight(o.dim, o.dim));
+    b_ = register_parameter("bias", torch::zeros({o.dim}));
+  }
+  at::Tensor forward(const at::Tensor& x) override { return torch::addmm(b_, x, w_.t()); }
+  int64_t flops_per_token() const override { return 2 * d_ * d_; }
+
+ private:
+  int64_t d_;
+  at::Tensor w_, b_;
+};
+
+/// Parameters: w1 [F, D], b1 [F], w2 [D, F], b2 [D].
+class FFNExpert : public ExpertImpl {
+ public:
+  explicit FFNExpert(const ExpertOptions& o)
+      : ExpertImpl("ffn"), d_(o.dim), f_(o.hidden), act_(models::activation(o.activation)) {
+    w1_ = register_parameter("w1", init_weight(o.hidden, o.dim));
+    b1_ = register_parameter("b1", torch::zeros({o.hidden}));
+    w2_ = register_parameter("w2", init_weight(o.dim, o.hidden));
+    b2_ = register_parameter("b2", torch::zeros({o.dim}));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    return torch::addmm(b2_, act_(torch::addmm(b1_, x, w1_.t())), w2_.t());  // [n, F] -> [n, D]
+  }
+  int64_t flops_per_token() const override { return 4 * d_ * f_; }
+
+ private:
+  int64_t d_, f_;
+  std::function<at::Tensor(const at::Tensor&)> act_;
+  at::Tensor w1_, b1_, w2_, b2_;
+};
+
+/// Parameters: w1 [F, D], w3 [F, D], w2 [D, F].
+class SwiGLUExpert : public ExpertImpl {
+ public:
+  explicit SwiGLUExpert(const ExpertOptions& o) : ExpertImpl("swiglu"), d_(o.dim), f_(o.hidden) {
+    w1_ = register_parameter("w1", init_weight(o.hidden, o.dim));
+    w3_ = register_parameter("w3", init_weight(o.hidden, o.dim));
+    w2_ = register_parameter("w2", init_weight(o.dim, o.hidden));
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    return (torch::silu(x.mm(w1_.t())) * x.mm(w3_.t())).mm(w2_.t());  // [n, F] -> [n, D]
+  }
+  int64_t flops_per_token() const override { return 6 * d_ * f_; }
+
+ private:
+  int64_t d_, f_;
+  at::Tensor w1_, w3_, w2_;
+};
+
+class ZeroExpert : public ExpertImpl {
+ public:
+  ZeroExpert() : ExpertImpl("zero") {}
+  at::Tensor forward(const at::Tensor& x) override { return torch::zeros_like(x); }
+  int64_t flops_per_token() const override { return 0; }
+  bool computes() const override { return false; }
+};
+
+class CopyExpert : public ExpertImpl {
+ public:
+  CopyExpert() : ExpertImpl("copy") {}
+  at::Tensor forward(const at::Tensor& x) override { return x; }
+  int64_t flops_per_token() const override { return 0; }
+};
+
+/// Parameters: wc [2, D], v [D].
+class ConstantExpert : public ExpertImpl {
+ public:
+  explicit ConstantExpert(const ExpertOptions& o) : ExpertImpl("constant"), d_(o.dim) {
+    wc_ = register_parameter("wc", init_weight(2, o.dim));
+    v_ = register_parameter("v", torch::randn({o.dim}) * 0.02);
+  }
+  at::Tensor forward(const at::Tensor& x) override {
+    at::Tensor a = torch::softmax(x.mm(wc_.t()), 1);  // [n, 2]
+    return a.select(1, 0).unsqueeze(1) * x + a.select(1, 1).unsqueeze(1) * v_.unsqueeze(0);
+  }
+  int64_t flops_per_token() const override { return 4 * d_; }
+
+ private:
+  int64_t d_;
+  at::Tensor wc_, v_;
+};
+
+const std::map<std::string, std::function<Expert(const ExpertOptions&)>>& registry() {
+  static const std::map<std::string, std::function<Expert(const ExpertOptions&)>> r = {
+      {"linear", [](const ExpertOptions& o) -> Expert { return std::make_shared<LinearExpert>(o); }},
+      {"ffn", [](const ExpertOptions& o) -> Expert { return std::make_shared<FFNExpert>(o); }},
+      {"swiglu", [](const ExpertOptions& o) -> Expert { return std::make_shared<SwiGLUExpert>(o); }},
+      {"zero", [](const ExpertOptions&) -> Expert { return std::make_shared<ZeroExpert>(); }},
+      {"copy", [](const ExpertOptions&) -> Expert { return std::make_shared<CopyExpert>(); }},
+      {"constant", [](const ExpertOptions& o) -> Expert { return std::make_shared<ConstantExpert>(o); }},
+  };
+  return r;
+}
+
+}  // namespace
+
+std::vector<std::string> expert_names() {
+  std::vector<std::string> n;
+  for (const auto& kv : registry()) n.push_back(kv.first);
+  return n;
+}
+
+Expert make_expert(const std::string& kind, const ExpertOptions& opt) {
+  auto it = registry().find(kind);
+  if (it == registry().end()) {
+    std::string valid;
+    for (const auto& n : expert_names()) valid += (valid.empty() ? "" : ", ") + n;
+    throw ConfigError(str("config: expert kind '", kind, "' is not known (valid: ", valid, ")"));
+  }
+  DYNAMOE_CHECK(opt.dim > 0, "expert '", kind, "': dim must be positive");
+  DYNAMOE_CHECK((kind != "ffn" && kind != "swiglu") || opt.hidden > 0, "expert '", kind, "': hidden must be positive");
+  return it->second(opt);
+}
+
+}  // namespace dynamoe::moe

@@ -1,0 +1,187 @@
+#include "dynamoe/moe/moe_layer.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "dynamoe/moe/dispatch.h"
+#include "dynamoe/util/error.h"
+
+namespace dynamoe::moe {
+
+MoELayerOptions MoELayerOptions::from_config(const config::MoEConfig& c, int64_t dim, int64_t n_experts,
+                                             int64_t k_max, int64_t prev_experts) {
+  MoELayerOptions o;
+  o.dim = dim;
+  o.n_experts = n_experts;
+  o.k_max = k_max;
+  o.prev_experts = c.gate_residual ? prev_experts : 0;
+  o.gate = c.gate;
+  o.gate_options = {dim, n_experts, c.gate_bias, c.gate_rank, c.gate_mlp_mult};
+  o.router = c.router;
+  RouterOptions& r = o.router_options;
+  r.temperature = c.temperature;
+  r.k = c.k;
+  r.top_k_normalize = c.top_k_normalize;
+  r.top_p = c.top_p;
+  r.top_p_min_k = c.top_p_min_k;
+  r.top_p_max_k = c.top_p_max_k;
+  r.top_p_normalize = c.top_p_normalize;
+  r.theta = c.theta;
+  r.threshold_normalize = c.threshold_normalize;
+  r.dynamoe_temperature = c.dynamoe_temperature;
+  r.dynamoe_sigma = c.dynamoe_sigma;
+  r.dynamoe_tau = c.dynamoe_tau;
+  r.tsallis_q = c.tsallis_q;
+  r.tsallis_top_p = c.tsallis_top_p;
+  r.tsallis_keep_top_k = c.tsallis_keep_top_k;
+  r.tsallis_threshold = c.tsallis_threshold;
+  r.tsallis_eps = c.tsallis_eps;
+  r.expert_choice_capacity = c.expert_choice_capacity;
+  r.capacity_factor = c.capacity_factor;
+  o.expert = c.expert;
+  o.expert_options = {dim, c.expert_hidden, c.expert_activation};
+  o.n_zero = c.n_zero;
+  o.n_copy = c.n_copy;
+  o.n_constant = c.n_constant;
+  o.n_shared = c.n_shared;
+  o.bias_balancing = c.bias_balancing;
+  o.bias_gamma = c.bias_gamma;
+  o.losses.load_balance = c.load_balance;
+  o.losses.z_loss = c.z_loss;
+  o.losses.entropy = c.entropy;
+  o.losses.tsallis = c.tsallis;
+  o.losses.tsallis_q = c.tsallis_q;
+  o.losses.tsallis_eps = c.tsallis_eps;
+  return o;
+}
+
+MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
+  const int64_t special = o.n_zero + o.n_copy + o.n_constant;
+  if (o.n_experts <= special)
+    throw ConfigError(str("config: a layer with ", o.n_experts, " experts cannot hold moe.n_zero + moe.n_copy + ",
+                          "moe.n_constant = ", special, " zero-computation experts and at least one '", o.expert,
+                          "' expert (raise moe.e_min)"));
+  gate_ = register_module("gate", make_gate(o.gate, o.gate_options));
+  torch::nn::ModuleList experts, shared;
+  for (int64_t i = 0; i < o.n_experts; ++i) {
+    const std::string kind = i < o.n_experts - special                         ? o.expert
+                             : i < o.n_experts - o.n_zero - o.n_copy           ? std::string("constant")
+                             : i < o.n_experts - o.n_zero                      ? std::string("copy")
+                                                                               : std::string("zero");
+    experts_.push_back(make_expert(kind, o.expert_options));
+    experts->push_back(experts_.back());
+  }
+  register_module("experts", experts);
+  for (int64_t j = 0; j < o.n_shared; ++j) {
+    shared_.push_back(make_expert(o.expert == "linear" ? "ffn" : o.expert, o.expert_options));
+    shared->push_back(shared_.back());
+  }
+  if (o.n_shared > 0) register_module("shared", shared);
+  if (o.prev_experts > 0)
+    w_map_ = register_parameter("w_map", torch::zeros({o.n_experts, o.prev_experts}));
+  if (o.bias_balancing) expert_bias_ = register_buffer("expert_bias", torch::zeros({o.n_experts}));
+}
+
+MoELayerOutput MoELayerImpl::forward(const at::Tensor& x, const at::Tensor& prev_logits, const at::Tensor& token_ids) {
+  DYNAMOE_CHECK(x.dim() == 2 && x.size(1) == o_.dim, "MoE layer: expected input [N, ", o_.dim, "], got ", x.sizes());
+  const int64_t N = x.size(0), E = o_.n_experts;
+  MoELayerOutput out;
+
+  // gate: [N, D] -> [N, E]
+  at::Tensor z = gate_->forward(x);
+  if (w_map_.defined()) {
+    DYNAMOE_CHECK(prev_logits.defined() && prev_logits.size(1) == o_.prev_experts,
+                  "MoE layer: the gating residual needs the previous layer's logits [N, ", o_.prev_experts, "]");
+    z = z + prev_logits.mm(w_map_.t());  // [N, E]
+  }
+  out.logits = z;
+
+  // route: [N, E] -> weights [N, E], mask [N, E]
+  RouterContext ctx;
+  ctx.training = is_training();
+  ctx.k_max = o_.k_max;
+  ctx.token_ids = token_ids;
+  if (expert_bias_.defined()) ctx.selection_bias = expert_bias_;
+  Routing& r = out.routing;
+  r = route(o_.router, z, o_.router_options, ctx);
+  const double cf = o_.router_options.capacity_factor;
+  if (cf > 0 && o_.router != "expert_choice") {
+    const int64_t assigned = r.mask.sum().item<int64_t>();
+    r.assignments_before_capacity = assigned;
+    apply_capacity(r, capacity_for(cf, N, static_cast<double>(assigned) / std::max<int64_t>(N, 1), E));
+  }
+
+  // dispatch: zero experts are left out entirely (their output is 0).
+  Routing computing = r;
+  if (o_.n_zero > 0) {
+    computing.mask = r.mask.clone();
+    computing.mask.narrow(1, E - o_.n_zero, o_.n_zero).fill_(false);
+  }
+  Dispatch d = plan_dispatch(computing);
+  at::Tensor xs = dispatch(x, d);  // [A, D]
+
+  // experts: each runs on its own contiguous slice of tokens.
+  std::vector<at::Tensor> outs;
+  double expert_flops = 0;
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = d.count(e);
+    if (n == 0) continue;
+    outs.push_back(experts_[e]->forward(xs.narrow(0, d.offsets[e], n)));  // [n_e, D]
+    expert_flops += static_cast<double>(n) * experts_[e]->flops_per_token();
+  }
+
+  // combine: [A, D] -> [N, D]
+  at::Tensor y = outs.empty() ? torch::zeros_like(x) : combine(torch::cat(outs, 0), d, N);
+  double shared_flops = 0;
+  for (const auto& s : shared_) {
+    y = y + s->forward(x);
+    shared_flops += static_cast<double>(N) * s->flops_per_token();
+  }
+  out.y = y;
+
+  // losses
+  AuxLosses aux = aux_losses(r, o_.losses);
+  out.aux_loss = aux.total;
+
+  // metrics
+  torch::NoGradGuard no_grad;
+  LayerStats& st = out.stats;
+  st.tokens = N;
+  st.n_experts = E;
+  st.losses = aux.values;
+  st.expert_flops = expert_flops;
+  st.shared_flops = shared_flops;
+  st.gate_flops = static_cast<double>(N) * gate_->flops_per_token();
+  at::Tensor active = r.mask.sum(1);  // [N]
+  st.active_mean = N ? active.to(torch::kDouble).mean().item<double>() : 0;
+  at::Tensor hist = torch::bincount(active, {}, E + 1);
+  st.active_hist.assign(hist.data_ptr<int64_t>(), hist.data_ptr<int64_t>() + E + 1);
+  at::Tensor load = r.mask.sum(0).to(torch::kLong).contiguous();  // [E]
+  st.expert_tokens.assign(load.data_ptr<int64_t>(), load.data_ptr<int64_t>() + E);
+  at::Tensor loadd = load.to(torch::kDouble);
+  const double mean_load = loadd.mean().item<double>();
+  st.load_cv = mean_load > 0 ? loadd.std(/*unbiased=*/false).item<double>() / mean_load : 0;
+  st.dropped = r.dropped;
+  st.drop_rate = r.assignments_before_capacity > 0 ? double(r.dropped) / r.assignments_before_capacity : 0;
+  at::Tensor p = r.probs.detach().to(torch::kDouble);
+  st.entropy = N ? (-torch::special::xlogy(p, p).sum(1)).mean().item<double>() : 0;
+  if (r.h_norm.defined()) st.tsallis_h_norm = r.h_norm.to(torch::kDouble).mean().item<double>();
+  if (is_training()) last_load_ = st.expert_tokens;
+  return out;
+}
+
+void MoELayerImpl::update_bias() {
+  if (!expert_bias_.defined() || last_load_.empty()) return;
+  torch::NoGradGuard no_grad;
+  double mean = 0;
+  for (int64_t v : last_load_) mean += v;
+  mean /= static_cast<double>(last_load_.size());
+  auto b = expert_bias_.accessor<float, 1>();
+  for (size_t i = 0; i < last_load_.size(); ++i) {
+    const double diff = mean - static_cast<double>(last_load_[i]);
+    b[i] += static_cast<float>(o_.bias_gamma * ((diff > 0) - (diff < 0)));
+  }
+}
+
+}  // namespace dynamoe::moe

@@ -1,0 +1,73 @@
+#pragma once
+// MoELayer: gate -> route -> dispatch -> experts -> combine -> losses and metrics.
+// Shape legend: N tokens, D width, E experts of this layer, A active assignments.
+//   MoELayer layer(MoELayerOptions::from_config(cfg.moe, /*dim=*/64, /*n_experts=*/8));
+//   MoELayerOutput o = layer->forward(x);   // o.y [N, D], o.aux_loss scalar, o.stats
+// Parameters: gate.*, experts.{i}.*, shared.{j}.*, w_map (gating residual); buffer expert_bias
+// (aux-loss-free balancing). Experts 0 .. E-1 are: the computing experts (moe.expert kind),
+// then constant, copy and zero experts (MoE++).
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dynamoe/config/config.h"
+#include "dynamoe/moe/expert.h"
+#include "dynamoe/moe/gate.h"
+#include "dynamoe/moe/layer_stats.h"
+#include "dynamoe/moe/losses.h"
+#include "dynamoe/moe/routing.h"
+
+namespace dynamoe::moe {
+
+struct MoELayerOptions {
+  int64_t dim = 0;            ///< D
+  int64_t n_experts = 0;      ///< E (routed experts, special ones included)
+  int64_t k_max = 0;          ///< this layer's cap on active experts (0: none)
+  int64_t prev_experts = 0;   ///< E of the previous MoE layer when the gating residual is on (else 0)
+  std::string gate = "linear";
+  GateOptions gate_options;
+  std::string router = "top_k";
+  RouterOptions router_options;
+  std::string expert = "ffn";
+  ExpertOptions expert_options;
+  int64_t n_zero = 0, n_copy = 0, n_constant = 0, n_shared = 0;
+  bool bias_balancing = false;
+  double bias_gamma = 1e-3;
+  LossCoefficients losses;
+  /// Options for one layer from the config group `moe`.
+  static MoELayerOptions from_config(const config::MoEConfig& c, int64_t dim, int64_t n_experts,
+                                     int64_t k_max = 0, int64_t prev_experts = 0);
+};
+
+struct MoELayerOutput {
+  at::Tensor y;         ///< [N, D] sum_i w_i Expert_i(x) (+ shared experts); no residual
+  at::Tensor aux_loss;  ///< scalar: weighted sum of the enabled auxiliary losses
+  at::Tensor logits;    ///< [N, E] gate logits (for the next layer's gating residual)
+  Routing routing;
+  LayerStats stats;
+};
+
+class MoELayerImpl : public torch::nn::Module {
+ public:
+  explicit MoELayerImpl(const MoELayerOptions& o);
+  /// x [N, D]; prev_logits [N, E_prev] when the gating residual is on; token_ids [N] for hash routing.
+  MoELayerOutput forward(const at::Tensor& x, const at::Tensor& prev_logits = {}, const at::Tensor& token_ids = {});
+  /// Aux-loss-free balancing: b_i += gamma * sign(mean_load - load_i) from the last forward's
+  /// loads in training (call after each optimizer step); no-op when disabled.
+  void update_bias();
+  const MoELayerOptions& options() const { return o_; }
+  const std::vector<Expert>& experts() const { return experts_; }
+
+ private:
+  MoELayerOptions o_;
+  Gate gate_;
+  std::vector<Expert> experts_, shared_;
+  at::Tensor w_map_, expert_bias_;
+  std::vector<int64_t> last_load_;
+};
+TORCH_MODULE(MoELayer);
+
+}  // namespace dynamoe::moe
