@@ -17,5 +17,7 @@ Command train_command();
 Command eval_command();
 Command data_command();
 Command config_command();
+Command moe_apply_command();
+Command gradnoise_command();
 
 }  // namespace dynamoe::cli
