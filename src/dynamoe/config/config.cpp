@@ -99,6 +99,9 @@ Schema Config::schema() {
   s.add_int("train.checkpoint_every", &train.checkpoint_every,
             "checkpoint every N steps (0: at each evaluation)", 0);
   s.add_int("train.keep_checkpoints", &train.keep_checkpoints, "recent checkpoints kept on disk", 1);
+  s.add_int("train.gradnoise_every", &train.gradnoise_every,
+            "record per-layer gradient noise every N steps (0: off); see `dynamoe gradnoise`", 0);
+  s.add_int("train.gradnoise_batches", &train.gradnoise_batches, "mini-batches per gradient-noise measurement", 2);
   s.add_int("train.seed", &train.seed, "seed of every random choice (init, shuffling, dropout)", 0);
   s.add_int("train.threads", &train.threads, "intra-op threads (0: all cores)", 0, 1024);
   s.add_string("train.runs_dir", &train.runs_dir, "folder that holds run folders");

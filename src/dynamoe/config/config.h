@@ -94,6 +94,8 @@ struct TrainConfig {
   int64_t log_every = 50;
   int64_t checkpoint_every = 0;                ///< checkpoint every N steps (0: at eval points)
   int64_t keep_checkpoints = 2;                ///< how many recent checkpoints to keep
+  int64_t gradnoise_every = 0;                 ///< record gradient noise every N steps (0: off)
+  int64_t gradnoise_batches = 16;              ///< mini-batches M per gradient-noise measurement
   int64_t seed = 0;
   int64_t threads = 0;                         ///< intra-op threads (0: all cores)
   std::string runs_dir = "runs";

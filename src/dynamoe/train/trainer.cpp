@@ -11,6 +11,7 @@
 #include "dynamoe/io/checkpoint.h"
 #include "dynamoe/models/classifier.h"
 #include "dynamoe/train/evaluate.h"
+#include "dynamoe/train/gradnoise.h"
 #include "dynamoe/train/lr_schedule.h"
 #include "dynamoe/train/metrics_log.h"
 #include "dynamoe/train/moe_report.h"
@@ -204,6 +205,16 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
       loss_window = grad_window = aux_window = 0;
       window_steps = window_samples = 0;
       t_window = Clock::now();
+    }
+    if (tc.gradnoise_every > 0 && state.step % tc.gradnoise_every == 0) {
+      auto layers = gradient_noise(*model, data.train, std::min(tc.batch_size, data.train.size()),
+                                   tc.gradnoise_batches, static_cast<uint64_t>(tc.seed) * 7919u + state.step);
+      nlohmann::json rows = nlohmann::json::array();
+      for (const auto& L : layers)
+        rows.push_back({{"layer", L.layer}, {"parameters", L.parameters}, {"trace_var", L.trace_var},
+                        {"mean_grad_sq", L.mean_grad_sq}, {"ratio", L.ratio}});
+      metrics.write({{"step", state.step}, {"epoch", static_cast<double>(state.step) / per_epoch},
+                     {"split", "gradnoise"}, {"layers", rows}});
     }
     evaluated_last = false;
     if (state.step % eval_every == 0 || state.step == total) {
