@@ -1,0 +1,824 @@
+#!/usr/bin/python3
+"""An independent test oracle for `dynamoe moe-apply` (one MoE layer, files in and out).
+
+usage: moe_oracle.py --config layer.yaml --input x.safetensors --weights w.safetensors
+                     --out out.safetensors [--grad-output g.safetensors] [--atol 1e-5]
+                     [--k-max K] [--tie-tol 1e-6] [--use-out-mask]
+
+Written only from docs/moe-apply.md (file layout, parameter names) and the formulas of
+shared/specs/moe-methods.md, sections 1-4; it shares no code or logic with the C++ sources.
+It recomputes the layer in float64 with torch (Debian's python3-torch, no PyPI package),
+compares every tensor of the out file and, with --grad-output, the gradients of
+sum(y * grad_y) + aux_loss (torch autograd, float64) with grad.input and grad.<param>.
+
+One line per tensor: name, shape, max abs error, OK/FAIL. Exit 0 only if every expected tensor
+is present with the expected shape and every max abs error is <= atol (the mask must match
+exactly). Routing decisions that are tied, or within a relative --tie-tol of a boundary, in this float64
+computation are reported as notes, since a float32 run may legitimately decide them otherwise;
+a mask mismatch is still a failure, but the report says whether it lies on such a token.
+--use-out-mask (diagnostic, dropless only) routes with the out file's mask instead of this
+oracle's own choice, so that the remaining tensors can still be checked after a tie flip.
+
+Readings of the spec (where it leaves a choice, this is the oracle's interpretation):
+  * Temperature: p = softmax(z / T) with T = moe.temperature for top_k, top_p, threshold and
+    expert_choice (as docs/config.md says); tsallis_hybrid uses p = softmax(z) (the spec's own
+    words, no T); dynamoe uses g = softmax(z / dynamoe_temperature). `logits` is z before any T.
+  * Ties in any "largest"/"top C" choice go to the lower index (expert index for token-choice
+    routers and the dynamoe cap, token index for expert_choice and capacity), i.e. a stable
+    descending sort.
+  * top_p: sort p descending; the kept prefix is the shortest whose cumulative sum is >= top_p
+    ("reaches"), so the crossing expert is included; if rounding keeps the total below top_p,
+    all E are kept. Then |S| = min(max(|S|, min_k), max_k) with max_k = top_p_max_k (0: E) and
+    also capped by the layer's k_max when k_max > 0 (docs: --k-max is "the cap of the dynamoe
+    and top_p routers"); min_k is itself capped at E. Weights raw p_S, or p_S / sum p_S with
+    top_p_normalize.
+  * threshold: S = {i : p_i >= theta}, empty -> {argmax p}; raw p_S, or renormalised.
+  * dynamoe (eval only, no noise): t = torch.quantile(g_t, tau, interpolation='linear') over
+    the token's own E values; S = {i : g_i > t} (strict), empty -> {argmax g}; if k_max > 0
+    and |S| > k_max keep the k_max largest g. w_S = softmax over the selected g values, i.e.
+    exp(g_i) / sum_{j in S} exp(g_j) (literally "softmax over the selected g_i", NOT g_S /
+    sum g_S). `probs` is g. The threshold t carries no gradient (it only decides S).
+  * tsallis_hybrid: top-p mask = (cumsum of the descending-sorted p <= top_p), mapped back to
+    expert order (the crossing expert is NOT included, unlike top_p); OR the keep_top_k
+    largest p. H_q = (1 - sum_i (p_i + eps)^q) / (q - 1), H_max = (1 - E^(1-q)) / (q - 1),
+    H_norm = H_q / H_max; for q == 1, H_norm = (-sum p log p) / log E (plain Shannon, no eps);
+    for E == 1 (H_max = 0, the ratio is 0/0) H_norm = 0.
+    If H_norm > threshold (strict) and not (threshold >= 1 or q <= 0): all E active.
+    w = p * mask, not renormalised. `h_norm` [N] is compared too.
+  * expert_choice: C = ceil(expert_choice_capacity * N * k / E) clamped to [1, N]; expert i
+    takes its C largest p[:, i] (ties: lower token index); w = p on the chosen pairs. A
+    token may end with no expert (y_t = shared experts only).
+  * capacity_factor > 0 (token-choice routers only; not expert_choice): total = number of
+    assignments before capacity, k_mean = total / N, cap = ceil(cf * N * k_mean / E) =
+    ceil(cf * total / E) computed exactly with the decimal value of cf. Each expert keeps its
+    cap assignments of largest weight w (after the router's normalisation), ties to the lower
+    token index; the dropped ones get weight 0 and the kept weights are NOT renormalised.
+  * load_balance: E * sum_i f_i * P_i, f_i = (assignments to i) / (total assignments) from the
+    final mask (after capacity: the assignments actually made; no gradient), P_i = mean_t of
+    the router's probs (for dynamoe g, for tsallis_hybrid softmax(z)). If it fails, the report
+    also shows the value with f taken before capacity, as a hint.
+  * z_loss: mean_t logsumexp(z_t)^2 on the raw logits z (no temperature).
+  * entropy: mean_t(-sum_i p log p) with p = the router's probs (as for load_balance).
+  * tsallis: multiplier * [0.01 * mean_t H_norm(p_t) + 0.001 * E * sum_i
+    mean_t(w_{t,i}) * mean_t(p_{t,i})], with q and eps from tsallis_q / tsallis_eps, w = the
+    router's final dense weights and p = the router's probs, the spec's notation
+    p = softmax(z / T) (softmax(z) for tsallis_hybrid; g for dynamoe).
+    The out file's loss.tsallis is taken to be the bracket (unweighted) and aux_loss adds
+    moe.tsallis * bracket.
+  * aux_loss = sum over the four losses of coef * loss; a loss is "enabled" when coef > 0 and
+    must then be present as loss.<name>; any loss.<name> present is compared anyway.
+  * Experts: order = (E - n_constant - n_copy - n_zero) experts of kind moe.expert, then
+    n_constant constant, n_copy copy, n_zero zero. gelu is the exact (erf) gelu. Shared
+    experts (weight 1 for every token) take their kind from the weights file (w3 -> swiglu,
+    b1 -> ffn, weight -> linear; normally moe.expert's kind); ffn uses expert_activation.
+  * Gates: linear z = x W^T (+ b); quadratic z_i = x^T A_i x (+ b_i . x for polynomial) + c_i,
+    with gate_rank r > 0: x^T P_i^T Q_i x = (P_i x) . (Q_i x); mlp z = w2 tanh(w1 x), no bias,
+    hidden = gate_mlp_mult * E.
+  * k_max: --k-max if given, else the out file's metadata key "k_max" if present, else 0.
+"""
+import argparse
+import json
+import math
+import struct
+import sys
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------- safetensors
+
+ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+             "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+             "U8": torch.uint8, "BOOL": torch.bool}
+ST_NAMES = {v: k for k, v in ST_DTYPES.items()}
+
+
+def read_safetensors(path):
+    """Returns (tensors, metadata). Format: u64 LE header length, JSON header, raw LE data."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    if len(blob) < 8:
+        raise ValueError(f"{path}: too short for a safetensors file")
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n].decode("utf-8"))
+    data = blob[8 + n:]
+    meta = header.pop("__metadata__", None) or {}
+    out = {}
+    for name, e in header.items():
+        if e["dtype"] not in ST_DTYPES:
+            raise ValueError(f"{path}: tensor {name}: unsupported dtype {e['dtype']}")
+        dt = ST_DTYPES[e["dtype"]]
+        b, end = e["data_offsets"]
+        if sys.byteorder != "little":
+            raise RuntimeError("big-endian hosts are not supported")
+        if end > b:
+            t = torch.frombuffer(bytearray(data[b:end]), dtype=dt).clone()
+        else:
+            t = torch.empty(0, dtype=dt)
+        out[name] = t.reshape(e["shape"])
+    return out, meta
+
+
+def write_safetensors(path, tensors, metadata=None):
+    header = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    chunks, off = [], 0
+    for name, t in tensors.items():
+        t = t.detach().contiguous().cpu()
+        if t.dtype == torch.bool:
+            raw = t.to(torch.uint8).numpy().tobytes()
+        elif t.dtype in (torch.bfloat16, torch.float16):
+            raw = t.view(torch.int16).numpy().tobytes()
+        else:
+            raw = t.numpy().tobytes()
+        header[name] = {"dtype": ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        chunks.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for c in chunks:
+            f.write(c)
+
+
+# ----------------------------------------------------------------------------- config
+
+DEFAULTS = {
+    "gate": "linear", "gate_bias": False, "gate_rank": 0, "gate_mlp_mult": 8, "gate_residual": False,
+    "router": "top_k", "temperature": 1.0, "k": 2, "top_k_normalize": True,
+    "top_p": 0.4, "top_p_min_k": 1, "top_p_max_k": 0, "top_p_normalize": False,
+    "theta": 0.1, "threshold_normalize": False,
+    "dynamoe_temperature": 0.5, "dynamoe_sigma": 0.1, "dynamoe_tau": 0.5,
+    "tsallis_q": 1.1, "tsallis_top_p": 0.75, "tsallis_threshold": 0.9, "tsallis_eps": 1e-5,
+    "tsallis_keep_top_k": 2, "expert_choice_capacity": 1.0, "capacity_factor": 0.0,
+    "bias_balancing": False,
+    "expert": "ffn", "expert_hidden": 64, "expert_activation": "gelu",
+    "n_zero": 0, "n_copy": 0, "n_constant": 0, "n_shared": 0, "e_max": 8,
+    "load_balance": 0.01, "z_loss": 0.001, "entropy": 0.0, "tsallis": 0.0,
+}
+BOOL_KEYS = {"gate_bias", "gate_residual", "top_k_normalize", "top_p_normalize", "threshold_normalize",
+             "bias_balancing"}
+INT_KEYS = {"gate_rank", "gate_mlp_mult", "k", "top_p_min_k", "top_p_max_k", "tsallis_keep_top_k",
+            "expert_hidden", "n_zero", "n_copy", "n_constant", "n_shared", "e_max"}
+STR_KEYS = {"gate", "router", "expert", "expert_activation"}
+
+GATES = ("linear", "quadratic_polynomial", "quadratic_monomial", "mlp")
+ROUTERS = ("top_k", "top_p", "threshold", "dynamoe", "tsallis_hybrid", "expert_choice")
+EXPERTS = ("linear", "ffn", "swiglu")
+ACTS = {"relu": torch.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh}
+LOSSES = ("load_balance", "z_loss", "entropy", "tsallis")
+
+
+class OracleError(Exception):
+    pass
+
+
+def to_bool(v, key):
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        return v.lower() in ("true", "1", "yes", "on")
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise OracleError(f"moe.{key}: not a boolean: {v!r}")
+
+
+def load_config(path):
+    import yaml
+    with open(path) as f:
+        doc = yaml.safe_load(f) or {}
+    group = {}
+    if isinstance(doc.get("moe"), dict):
+        group.update(doc["moe"])
+    for k, v in doc.items():  # tolerate flattened "moe.key: value"
+        if isinstance(k, str) and k.startswith("moe."):
+            group[k[4:]] = v
+    cfg = dict(DEFAULTS)
+    raw = {}
+    for k, v in group.items():
+        raw[k] = v
+        if k in BOOL_KEYS:
+            cfg[k] = to_bool(v, k)
+        elif k in INT_KEYS:
+            cfg[k] = int(v)
+        elif k in STR_KEYS:
+            cfg[k] = str(v)
+        elif k in DEFAULTS:
+            cfg[k] = float(v)
+        else:
+            cfg[k] = v  # schedule keys etc.: not used by a single layer
+    cfg["_raw"] = raw
+    return cfg
+
+
+def check_supported(cfg):
+    if cfg["gate"] not in GATES:
+        raise OracleError(f"gate '{cfg['gate']}' is not supported by this oracle (supported: {', '.join(GATES)})")
+    if cfg["router"] not in ROUTERS:
+        raise OracleError(f"router '{cfg['router']}' is not supported by this oracle (supported: {', '.join(ROUTERS)})")
+    if cfg["expert"] not in EXPERTS:
+        raise OracleError(f"expert '{cfg['expert']}' is not supported (supported: {', '.join(EXPERTS)})")
+    if cfg["expert_activation"] not in ACTS:
+        raise OracleError(f"expert_activation '{cfg['expert_activation']}' is not supported")
+    if cfg["gate_residual"]:
+        raise OracleError("moe.gate_residual is not supported (moe-apply does not support it either)")
+    if cfg["bias_balancing"]:
+        raise OracleError("moe.bias_balancing is not supported by this oracle")
+    E = cfg["e_max"]
+    n_special = cfg["n_zero"] + cfg["n_copy"] + cfg["n_constant"]
+    if E < 1 or n_special > E:
+        raise OracleError(f"e_max = {E} cannot hold n_zero + n_copy + n_constant = {n_special}")
+
+
+def dec(v):
+    """The decimal value of a config float as written (1.1 means 11/10, not the binary double)."""
+    return Fraction(repr(float(v)))
+
+
+# ----------------------------------------------------------------------------- the layer
+
+def expert_kinds(cfg):
+    E = cfg["e_max"]
+    n_main = E - cfg["n_constant"] - cfg["n_copy"] - cfg["n_zero"]
+    return [cfg["expert"]] * n_main + ["constant"] * cfg["n_constant"] + ["copy"] * cfg["n_copy"] + \
+        ["zero"] * cfg["n_zero"]
+
+
+def shared_kind(params, j):
+    p = f"shared.{j}."
+    if p + "w3" in params:
+        return "swiglu"
+    if p + "b1" in params:
+        return "ffn"
+    if p + "weight" in params:
+        return "linear"
+    raise OracleError(f"shared expert {j}: no recognisable parameters ({p}w1/w3/w2, {p}w1/b1/w2/b2 or {p}weight)")
+
+
+def expected_param_shapes(cfg, D, params):
+    """name -> shape, from the docs' table."""
+    E, F_ = cfg["e_max"], cfg["expert_hidden"]
+    shapes = {}
+    g, r = cfg["gate"], cfg["gate_rank"]
+    if g == "linear":
+        shapes["gate.weight"] = [E, D]
+        if cfg["gate_bias"]:
+            shapes["gate.bias"] = [E]
+    elif g.startswith("quadratic"):
+        if r > 0:
+            shapes["gate.P"] = [E, r, D]
+            shapes["gate.Q"] = [E, r, D]
+        else:
+            shapes["gate.A"] = [E, D, D]
+        if g == "quadratic_polynomial":
+            shapes["gate.b"] = [E, D]
+        shapes["gate.c"] = [E]
+    elif g == "mlp":
+        h = cfg["gate_mlp_mult"] * E
+        shapes["gate.w1"] = [h, D]
+        shapes["gate.w2"] = [E, h]
+
+    def add(prefix, kind):
+        if kind == "linear":
+            shapes[prefix + "weight"] = [D, D]
+            shapes[prefix + "bias"] = [D]
+        elif kind == "ffn":
+            shapes[prefix + "w1"] = [F_, D]
+            shapes[prefix + "b1"] = [F_]
+            shapes[prefix + "w2"] = [D, F_]
+            shapes[prefix + "b2"] = [D]
+        elif kind == "swiglu":
+            shapes[prefix + "w1"] = [F_, D]
+            shapes[prefix + "w3"] = [F_, D]
+            shapes[prefix + "w2"] = [D, F_]
+        elif kind == "constant":
+            shapes[prefix + "wc"] = [2, D]
+            shapes[prefix + "v"] = [D]
+
+    for i, kind in enumerate(expert_kinds(cfg)):
+        add(f"experts.{i}.", kind)
+    for j in range(cfg["n_shared"]):
+        add(f"shared.{j}.", shared_kind(params, j))
+    return shapes
+
+
+def gate_logits(cfg, x, P):
+    g = cfg["gate"]
+    if g == "linear":
+        z = x @ P["gate.weight"].t()
+        if "gate.bias" in P:
+            z = z + P["gate.bias"]
+        return z
+    if g.startswith("quadratic"):
+        if "gate.A" in P:
+            z = torch.einsum("nd,ide,ne->ni", x, P["gate.A"], x)
+        else:
+            px = torch.einsum("ird,nd->nir", P["gate.P"], x)
+            qx = torch.einsum("ird,nd->nir", P["gate.Q"], x)
+            z = (px * qx).sum(-1)
+        if g == "quadratic_polynomial":
+            z = z + x @ P["gate.b"].t()
+        return z + P["gate.c"]
+    if g == "mlp":
+        return torch.tanh(x @ P["gate.w1"].t()) @ P["gate.w2"].t()
+    raise OracleError(f"gate {g}")
+
+
+def expert_out(kind, prefix, x, P, act):
+    if kind == "zero":
+        return torch.zeros_like(x)
+    if kind == "copy":
+        return x
+    if kind == "constant":
+        a = torch.softmax(x @ P[prefix + "wc"].t(), dim=-1)
+        return a[:, 0:1] * x + a[:, 1:2] * P[prefix + "v"]
+    if kind == "linear":
+        return x @ P[prefix + "weight"].t() + P[prefix + "bias"]
+    if kind == "ffn":
+        return act(x @ P[prefix + "w1"].t() + P[prefix + "b1"]) @ P[prefix + "w2"].t() + P[prefix + "b2"]
+    if kind == "swiglu":
+        return (F.silu(x @ P[prefix + "w1"].t()) * (x @ P[prefix + "w3"].t())) @ P[prefix + "w2"].t()
+    raise OracleError(f"expert kind {kind}")
+
+
+def sorted_desc(v):
+    """Stable descending order of a 1-D tensor (ties: lower index first)."""
+    return torch.sort(-v, stable=True).indices
+
+
+def tsallis_hnorm(p, q, eps):
+    E = p.shape[-1]
+    if E == 1:
+        # H_max = 0: the spec's ratio is 0/0; a one-expert distribution carries no uncertainty,
+        # so H_norm is taken as 0 (and the broadcast never fires).
+        return torch.zeros(p.shape[:-1], dtype=p.dtype)
+    if abs(q - 1.0) < 1e-12:
+        return -(p * torch.log(p)).sum(-1) / math.log(E)
+    hq = (1.0 - ((p + eps) ** q).sum(-1)) / (q - 1.0)
+    hmax = (1.0 - E ** (1.0 - q)) / (q - 1.0)
+    return hq / hmax
+
+
+def near(a, b, tol):
+    """a and b within a relative tol of each other (float32 decides such pairs either way)."""
+    return abs(a - b) <= tol * max(abs(a), abs(b))
+
+
+class Notes:
+    def __init__(self):
+        self.by_token = {}  # token -> list of reasons
+        self.general = []
+
+    def tok(self, t, msg):
+        self.by_token.setdefault(int(t), []).append(msg)
+
+
+def route(cfg, z, k_max, tie_tol, notes, out_mask=None):
+    """Returns dict with probs (router's), mask (bool, final), weights (dense, final),
+    mask_before_capacity, h_norm (tsallis_hybrid), dropped."""
+    N, E = z.shape
+    R = cfg["router"]
+    res = {}
+    if R in ("top_k", "top_p", "threshold", "expert_choice"):
+        probs = torch.softmax(z / cfg["temperature"], dim=-1)
+    elif R == "tsallis_hybrid":
+        probs = torch.softmax(z, dim=-1)
+    elif R == "dynamoe":
+        probs = torch.softmax(z / cfg["dynamoe_temperature"], dim=-1)
+    res["probs"] = probs
+    p = probs.detach()
+    mask = torch.zeros(N, E, dtype=torch.bool)
+
+    if R == "top_k":
+        k = cfg["k"]
+        if k > E:
+            raise OracleError(f"top_k: k = {k} > E = {E}")
+        for t in range(N):
+            o = sorted_desc(p[t])
+            mask[t, o[:k]] = True
+            if k < E:
+                a, b = p[t, o[k - 1]].item(), p[t, o[k]].item()
+                gap = a - b
+                if gap == 0.0:
+                    notes.tok(t, f"top_k: exact tie between experts {o[k-1].item()} and {o[k].item()} at rank {k} (lower index taken)")
+                elif near(a, b, tie_tol):
+                    notes.tok(t, f"top_k: near tie (gap {gap:.2e}) between experts {o[k-1].item()} and {o[k].item()} at rank {k}")
+
+    elif R == "top_p":
+        thr = cfg["top_p"]
+        max_k = cfg["top_p_max_k"] if cfg["top_p_max_k"] > 0 else E
+        if k_max > 0:
+            max_k = min(max_k, k_max)
+        max_k = min(max_k, E)
+        min_k = min(cfg["top_p_min_k"], E)
+        for t in range(N):
+            o = sorted_desc(p[t])
+            cs = torch.cumsum(p[t, o], 0)
+            reach = (cs >= thr).nonzero()
+            cnt = int(reach[0].item()) + 1 if len(reach) else E
+            for m in range(E):
+                d = abs(cs[m].item() - thr)
+                if near(cs[m].item(), thr, tie_tol):
+                    notes.tok(t, f"top_p: cumulative sum of the {m+1} largest is {cs[m].item():.9g}, within {d:.1e} of top_p")
+            cnt = min(max(cnt, min_k), max_k)
+            mask[t, o[:cnt]] = True
+            if cnt < E:
+                gap = (p[t, o[cnt - 1]] - p[t, o[cnt]]).item()
+                if near(p[t, o[cnt - 1]].item(), p[t, o[cnt]].item(), tie_tol):
+                    notes.tok(t, f"top_p: tie/near tie (gap {gap:.2e}) at the cut rank {cnt}")
+
+    elif R == "threshold":
+        th = cfg["theta"]
+        for t in range(N):
+            s = p[t] >= th
+            for i in range(E):
+                d = abs(p[t, i].item() - th)
+                if near(p[t, i].item(), th, tie_tol):
+                    notes.tok(t, f"threshold: p[{i}] = {p[t, i].item():.9g} within {d:.1e} of theta")
+            if not s.any():
+                o = sorted_desc(p[t])
+                s[o[0]] = True
+                if E > 1 and near(p[t, o[0]].item(), p[t, o[1]].item(), tie_tol):
+                    notes.tok(t, "threshold: empty set, argmax tied/near tied")
+            mask[t] = s
+
+    elif R == "dynamoe":
+        tau = cfg["dynamoe_tau"]
+        for t in range(N):
+            g = p[t]
+            th = torch.quantile(g, tau, interpolation="linear")
+            s = g > th
+            srt = torch.sort(g).values
+            pos = tau * (E - 1)
+            exact_pos = pos == math.floor(pos)
+            for i in range(E):
+                d = abs(g[i].item() - th.item())
+                if near(g[i].item(), th.item(), tie_tol) and not (exact_pos and g[i].item() == srt[int(pos)].item() and d == 0.0):
+                    notes.tok(t, f"dynamoe: g[{i}] = {g[i].item():.9g} within {d:.1e} of the quantile {th.item():.9g}")
+            if not s.any():
+                o = sorted_desc(g)
+                s[o[0]] = True
+                if E > 1 and near(g[o[0]].item(), g[o[1]].item(), tie_tol):
+                    notes.tok(t, "dynamoe: empty set, argmax tied/near tied")
+            if k_max > 0 and int(s.sum()) > k_max:
+                o = sorted_desc(g)
+                sel = [i for i in o.tolist() if s[i]]
+                keep = sel[:k_max]
+                gap = (g[sel[k_max - 1]] - g[sel[k_max]]).item()
+                if near(g[sel[k_max - 1]].item(), g[sel[k_max]].item(), tie_tol):
+                    notes.tok(t, f"dynamoe: tie/near tie (gap {gap:.2e}) at the k_max = {k_max} cap")
+                s = torch.zeros(E, dtype=torch.bool)
+                s[keep] = True
+            mask[t] = s
+
+    elif R == "tsallis_hybrid":
+        q, eps = cfg["tsallis_q"], cfg["tsallis_eps"]
+        top_p, thr, keep = cfg["tsallis_top_p"], cfg["tsallis_threshold"], cfg["tsallis_keep_top_k"]
+        hn = tsallis_hnorm(probs, q, eps)
+        res["h_norm"] = hn
+        broadcast_ok = not (thr >= 1.0 or q <= 0.0)
+        for t in range(N):
+            o = sorted_desc(p[t])
+            cs = torch.cumsum(p[t, o], 0)
+            m = torch.zeros(E, dtype=torch.bool)
+            m[o[cs <= top_p]] = True
+            m[o[:min(keep, E)]] = True
+            for j in range(E):
+                d = abs(cs[j].item() - top_p)
+                if near(cs[j].item(), top_p, tie_tol):
+                    notes.tok(t, f"tsallis_hybrid: cumsum of the {j+1} largest within {d:.1e} of top_p")
+            if 0 < keep < E and near(p[t, o[keep - 1]].item(), p[t, o[keep]].item(), tie_tol):
+                notes.tok(t, f"tsallis_hybrid: tie/near tie at keep_top_k rank {keep}")
+            h = hn[t].item()
+            if broadcast_ok and near(h, thr, tie_tol):
+                notes.tok(t, f"tsallis_hybrid: H_norm = {h:.9g} within {abs(h-thr):.1e} of threshold")
+            if broadcast_ok and h > thr:
+                m[:] = True
+            mask[t] = m
+
+    elif R == "expert_choice":
+        C = math.ceil(dec(cfg["expert_choice_capacity"]) * N * cfg["k"] / E)
+        C = max(1, min(N, C))
+        notes.general.append(f"expert_choice: C = {C}")
+        for i in range(E):
+            o = sorted_desc(p[:, i])
+            mask[o[:C], i] = True
+            if C < N:
+                gap = (p[o[C - 1], i] - p[o[C], i]).item()
+                if near(p[o[C - 1], i].item(), p[o[C], i].item(), tie_tol):
+                    notes.tok(o[C - 1].item(), f"expert_choice: expert {i} tie/near tie (gap {gap:.2e}) with token {o[C].item()} at rank C")
+
+    if out_mask is not None:
+        if cfg["capacity_factor"] > 0:
+            raise OracleError("--use-out-mask is only for dropless configs (capacity_factor = 0)")
+        notes.general.append("routing with the out file's mask (--use-out-mask)")
+        mask = out_mask.clone()
+
+    # weights from the (pre-capacity) mask, differentiable through probs
+    mf = mask.to(probs.dtype)
+    if R == "top_k":
+        w = probs * mf
+        if cfg["top_k_normalize"]:
+            w = w / w.sum(-1, keepdim=True)
+    elif R in ("top_p", "threshold"):
+        w = probs * mf
+        if cfg["top_p_normalize" if R == "top_p" else "threshold_normalize"]:
+            w = w / w.sum(-1, keepdim=True)
+    elif R == "dynamoe":
+        ex = torch.exp(probs) * mf
+        w = ex / ex.sum(-1, keepdim=True)
+    else:  # tsallis_hybrid, expert_choice
+        w = probs * mf
+    res["mask_before_capacity"] = mask.clone()
+
+    dropped = 0
+    cf = cfg["capacity_factor"]
+    if cf > 0 and R != "expert_choice":
+        total = int(mask.sum())
+        cap = math.ceil(dec(cf) * total / E)
+        notes.general.append(f"capacity: {total} assignments, cap = ceil({cf} * {total} / {E}) = {cap}")
+        wd = w.detach()
+        keep_mask = mask.clone()
+        for i in range(E):
+            toks = [t for t in sorted_desc(wd[:, i]).tolist() if mask[t, i]]
+            if len(toks) > cap:
+                for t in toks[cap:]:
+                    keep_mask[t, i] = False
+                dropped += len(toks) - cap
+                gap = (wd[toks[cap - 1], i] - wd[toks[cap], i]).item() if cap > 0 else 1.0
+                if cap > 0 and near(wd[toks[cap - 1], i].item(), wd[toks[cap], i].item(), tie_tol):
+                    notes.tok(toks[cap], f"capacity: expert {i} tie/near tie (gap {gap:.2e}) at the cap")
+        mask = keep_mask
+        w = w * mask.to(w.dtype)
+    res["mask"] = mask
+    res["weights"] = w
+    res["dropped"] = dropped
+    return res
+
+
+def forward(cfg, x, P, k_max, tie_tol, notes, out_mask=None):
+    N, D = x.shape
+    E = cfg["e_max"]
+    z = gate_logits(cfg, x, P)
+    r = route(cfg, z, k_max, tie_tol, notes, out_mask)
+    act = ACTS[cfg["expert_activation"]]
+    y = torch.zeros_like(x)
+    w = r["weights"]
+    for i, kind in enumerate(expert_kinds(cfg)):
+        act_tok = r["mask"][:, i]
+        if not act_tok.any():
+            continue
+        y = y + w[:, i:i + 1] * expert_out(kind, f"experts.{i}.", x, P, act)
+    for j in range(cfg["n_shared"]):
+        y = y + expert_out(shared_kind(P, j), f"shared.{j}.", x, P, act)
+
+    probs = r["probs"]
+    losses = {}
+    mf = r["mask"].to(x.dtype)
+    tot = mf.sum()
+    f = mf.sum(0) / tot if tot > 0 else torch.zeros(E, dtype=x.dtype)
+    losses["load_balance"] = E * (f * probs.mean(0)).sum()
+    mb = r["mask_before_capacity"].to(x.dtype)
+    f_b = mb.sum(0) / mb.sum()
+    alt_lb = (E * (f_b * probs.mean(0)).sum()).item()
+    losses["z_loss"] = (torch.logsumexp(z, dim=-1) ** 2).mean()
+    losses["entropy"] = (-(probs * torch.log(probs)).sum(-1)).mean()
+    # The tsallis loss uses the router's probabilities, like the other losses: the spec's
+    # notation p = softmax(z / T) (for tsallis_hybrid, T = 1: softmax(z); for dynamoe, g).
+    p1 = probs
+    losses["tsallis"] = 0.01 * tsallis_hnorm(p1, cfg["tsallis_q"], cfg["tsallis_eps"]).mean() + \
+        0.001 * E * (w.mean(0) * p1.mean(0)).sum()
+    aux = torch.zeros((), dtype=x.dtype)
+    for name in LOSSES:
+        if cfg[name] > 0:
+            aux = aux + cfg[name] * losses[name]
+    out = {"y": y, "logits": z, "probs": probs, "weights": w, "mask": r["mask"].to(torch.uint8),
+           "aux_loss": aux}
+    if "h_norm" in r:
+        out["h_norm"] = r["h_norm"]
+    for name in LOSSES:
+        out["loss." + name] = losses[name]
+    return out, {"dropped": r["dropped"], "alt_load_balance": alt_lb,
+                 "mask_before_capacity": r["mask_before_capacity"]}
+
+
+# ----------------------------------------------------------------------------- comparison
+
+def max_abs_err(got, exp):
+    """max |got - exp| with NaN/inf handled: a NaN or inf on one side only is an infinite error."""
+    g = got.detach().to(torch.float64)
+    e = exp.detach().to(torch.float64)
+    if g.numel() == 0:
+        return 0.0
+    both_nan = torch.isnan(g) & torch.isnan(e)
+    same_inf = torch.isinf(g) & torch.isinf(e) & (g == e)
+    d = (g - e).abs()
+    d = torch.where(both_nan | same_inf, torch.zeros_like(d), d)
+    d = torch.where(torch.isnan(d), torch.full_like(d, math.inf), d)
+    return d.max().item()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="independent oracle for dynamoe moe-apply")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--grad-output")
+    ap.add_argument("--atol", type=float, default=1e-5)
+    ap.add_argument("--k-max", type=int, default=None, help="the layer's k_max (default: out metadata 'k_max', else 0)")
+    ap.add_argument("--tie-tol", type=float, default=1e-6,
+                    help="report routing decisions within this relative distance of a boundary")
+    ap.add_argument("--use-out-mask", action="store_true", help="diagnostic: route with the out file's mask")
+    a = ap.parse_args(argv)
+
+    try:
+        cfg = load_config(a.config)
+        check_supported(cfg)
+        xs, _ = read_safetensors(a.input)
+        ws, wmeta = read_safetensors(a.weights)
+        outs, meta = read_safetensors(a.out)
+    except (OracleError, OSError, ValueError, KeyError) as e:
+        print(f"moe_oracle: error: {e}", file=sys.stderr)
+        return 2
+
+    if "x" not in xs:
+        print("moe_oracle: error: the input file has no tensor 'x'", file=sys.stderr)
+        return 2
+    x_in = xs["x"]
+    if x_in.dim() != 2 or x_in.dtype not in (torch.float32, torch.float64):
+        print(f"moe_oracle: error: x must be a float32/float64 [N, D] matrix, got {x_in.dtype} {list(x_in.shape)}",
+              file=sys.stderr)
+        return 2
+    N, D = x_in.shape
+    E = cfg["e_max"]
+
+    if a.k_max is not None:
+        k_max = a.k_max
+    elif "k_max" in meta:
+        k_max = int(float(meta["k_max"]))
+    else:
+        k_max = 0
+    mode = str(meta.get("mode", "eval")).lower()
+    if cfg["router"] == "dynamoe" and mode.startswith("train") and cfg["dynamoe_sigma"] > 0:
+        print("moe_oracle: error: dynamoe in training mode adds random noise; this oracle checks eval mode only",
+              file=sys.stderr)
+        return 2
+
+    print(f"config: gate={cfg['gate']} (rank {cfg['gate_rank']}) router={cfg['router']} expert={cfg['expert']} "
+          f"E={E} kinds={expert_kinds(cfg)} n_shared={cfg['n_shared']} N={N} D={D} x={ST_NAMES[x_in.dtype]} "
+          f"k_max={k_max} mode={mode}")
+    if meta:
+        print("out metadata: " + ", ".join(f"{k}={v}" for k, v in sorted(meta.items())))
+
+    failures = []
+
+    # parameters: strict check against the documented names and shapes
+    params = {}
+    buffers = {"expert_bias"}
+    try:
+        shapes = expected_param_shapes(cfg, D, ws)
+    except OracleError as e:
+        print(f"moe_oracle: error: {e}", file=sys.stderr)
+        return 2
+    for name, shp in shapes.items():
+        if name not in ws:
+            failures.append(f"weights: missing parameter {name} {shp}")
+            continue
+        if list(ws[name].shape) != shp:
+            failures.append(f"weights: {name} has shape {list(ws[name].shape)}, expected {shp}")
+            continue
+        params[name] = ws[name].detach().to(torch.float64).clone().requires_grad_(True)
+    for name in ws:
+        if name not in shapes and name not in buffers:
+            failures.append(f"weights: unexpected tensor {name} {list(ws[name].shape)}")
+    if failures:
+        for f_ in failures:
+            print("FAIL " + f_)
+        return 1
+
+    x = x_in.detach().to(torch.float64).clone().requires_grad_(True)
+    notes = Notes()
+    out_mask = None
+    if a.use_out_mask:
+        if "mask" not in outs:
+            print("moe_oracle: error: --use-out-mask but the out file has no mask", file=sys.stderr)
+            return 2
+        out_mask = outs["mask"].to(torch.bool)
+    try:
+        mine, extra = forward(cfg, x, params, k_max, a.tie_tol, notes, out_mask)
+    except OracleError as e:
+        print(f"moe_oracle: error: {e}", file=sys.stderr)
+        return 2
+
+    for g in notes.general:
+        print("note: " + g)
+    for t in sorted(notes.by_token):
+        for msg in notes.by_token[t]:
+            print(f"note: token {t}: {msg}")
+
+    rows = []
+
+    def check(name, got_t, exp_t, exact=False, tol=None):
+        tol = a.atol if tol is None else tol
+        if exp_t is None:
+            rows.append((name, "-", "MISSING", False, ""))
+            failures.append(f"{name}: missing from the out file")
+            return
+        if list(got_t.shape) != list(exp_t.shape):
+            rows.append((name, list(exp_t.shape), f"shape mismatch (oracle {list(got_t.shape)})", False, ""))
+            failures.append(f"{name}: shape {list(exp_t.shape)}, expected {list(got_t.shape)}")
+            return
+        err = max_abs_err(got_t, exp_t)
+        ok = err == 0.0 if exact else err <= tol
+        scale = got_t.detach().abs().max().item() if got_t.numel() else 0.0
+        rows.append((name, list(exp_t.shape), f"{err:.3e}", ok, f"(max |oracle| {scale:.3g})"))
+        if not ok:
+            failures.append(f"{name}: max abs error {err:.3e}" + ("" if exact else f" > atol {tol:g}"))
+
+    order = ["y", "logits", "probs", "weights", "mask"]
+    if "h_norm" in mine:
+        order.append("h_norm")
+    for name in order:
+        check(name, mine[name], outs.get(name), exact=(name == "mask"))
+    if "mask" in outs and list(outs["mask"].shape) == [N, E]:
+        om = outs["mask"].to(torch.bool)
+        mm = mine["mask"].to(torch.bool)
+        diff = (om != mm).nonzero().tolist()
+        if diff:
+            toks = sorted({t for t, _ in diff})
+            tied = [t for t in toks if t in notes.by_token]
+            print(f"mask differs at {len(diff)} (token, expert) pairs: {diff[:20]}{' ...' if len(diff) > 20 else ''}")
+            for t in toks[:10]:
+                print(f"  token {t}: oracle {mm[t].nonzero().flatten().tolist()} vs out {om[t].nonzero().flatten().tolist()}"
+                      + ("   [tied/near-tied in the oracle]" if t in notes.by_token else ""))
+            if len(tied) == len(toks):
+                print("  every differing token is tied or near-tied in the oracle's float64 computation")
+        if outs["mask"].dtype != torch.uint8:
+            print(f"note: mask dtype is {outs['mask'].dtype}, the docs say U8")
+
+    for name in LOSSES:
+        key = "loss." + name
+        if cfg[name] > 0 or key in outs:
+            check(key, mine[key], outs.get(key))
+            if name == "load_balance" and key in outs and failures and failures[-1].startswith(key):
+                alt = abs(extra["alt_load_balance"] - outs[key].item())
+                print(f"  hint: with f taken before capacity, loss.load_balance would differ by {alt:.3e}")
+    check("aux_loss", mine["aux_loss"], outs.get("aux_loss"))
+    for k in outs:
+        if k.startswith("loss.") and k[5:] not in LOSSES:
+            print(f"note: out file has {k}, which this oracle does not know")
+
+    drop_keys = [k for k in meta if "drop" in k.lower()]
+    for k in drop_keys:
+        try:
+            v = int(float(meta[k]))
+        except ValueError:
+            continue
+        ok = v == extra["dropped"]
+        rows.append((f"meta.{k}", [], f"{abs(v - extra['dropped'])}", ok, f"(dynamoe {v}, oracle {extra['dropped']})"))
+        if not ok:
+            failures.append(f"metadata {k} = {meta[k]}, oracle dropped {extra['dropped']}")
+
+    if a.grad_output:
+        gs, _ = read_safetensors(a.grad_output)
+        if "grad_y" not in gs or list(gs["grad_y"].shape) != [N, D]:
+            print(f"moe_oracle: error: {a.grad_output} must hold grad_y [{N}, {D}]", file=sys.stderr)
+            return 2
+        gy = gs["grad_y"].to(torch.float64)
+        total = (mine["y"] * gy).sum() + mine["aux_loss"]
+        names = list(params)
+        grads = torch.autograd.grad(total, [x] + [params[n] for n in names], allow_unused=True)
+        gx = grads[0] if grads[0] is not None else torch.zeros_like(x)
+        check("grad.input", gx, outs.get("grad.input"))
+        for n, g in zip(names, grads[1:]):
+            if g is None:
+                g = torch.zeros_like(params[n])
+            check("grad." + n, g, outs.get("grad." + n))
+        for k in outs:
+            if k.startswith("grad.") and k != "grad.input" and k[5:] not in params:
+                print(f"note: out file has {k}, which is not a parameter the oracle knows")
+
+    known = set(order) | {"aux_loss"} | {"loss." + n for n in LOSSES} | {"h_norm"}
+    for k in outs:
+        if k not in known and not k.startswith("grad.") and not k.startswith("loss."):
+            print(f"note: out file has an extra tensor {k} {list(outs[k].shape)} (not compared)")
+
+    w = max(len(r[0]) for r in rows) + 2
+    for name, shp, err, ok, info in rows:
+        print(f"{name:<{w}} {str(shp):<14} max_abs_err={err:<11} {'OK  ' if ok else 'FAIL'} {info}")
+    if failures:
+        print(f"FAILED ({len(failures)}):")
+        for f_ in failures:
+            print("  " + f_)
+        return 1
+    print(f"all {len(rows)} tensors match (atol {a.atol:g})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
