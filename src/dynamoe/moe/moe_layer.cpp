@@ -58,10 +58,9 @@ MoELayerOptions MoELayerOptions::from_config(const config::MoEConfig& c, int64_t
 
 MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
   const int64_t special = o.n_zero + o.n_copy + o.n_constant;
-  if (o.n_experts <= special)
+  if (o.n_experts < special)
     throw ConfigError(str("config: a layer with ", o.n_experts, " experts cannot hold moe.n_zero + moe.n_copy + ",
-                          "moe.n_constant = ", special, " zero-computation experts and at least one '", o.expert,
-                          "' expert (raise moe.e_min)"));
+                          "moe.n_constant = ", special, " zero-computation experts (raise the layer's expert count)"));
   gate_ = register_module("gate", make_gate(o.gate, o.gate_options));
   torch::nn::ModuleList experts, shared;
   for (int64_t i = 0; i < o.n_experts; ++i) {
