@@ -93,3 +93,25 @@ TEST(LrSchedule, WarmupThenCosineToFloor) {
   EXPECT_DOUBLE_EQ(train::lr_at(t, 50, 110), 1.0);
   EXPECT_DOUBLE_EQ(train::lr_at(t, 4, 110), 0.5);
 }
+
+TEST(Models, MoEModelsFollowTheScheduleAndTrainEndToEnd) {
+  for (std::string kind : {"moe_mlp", "moe_cnn"}) {
+    config::Config c = config::parse_config(
+        "", "t", {"model.kind=" + kind, "model.d_model=16", "model.moe_layers=3", "model.channels=[4]",
+                  "moe.schedule=descending", "moe.e_min=2", "moe.e_max=6", "moe.expert_hidden=8", "moe.router=top_p",
+                  "moe.gate_residual=true", "moe.bias_balancing=true"});
+    models::InputSpec spec;
+    auto m = models::build_model(c, spec);
+    auto out = m->forward(torch::randint(0, 256, {5, 1, 28, 28}, torch::kByte));
+    EXPECT_EQ(out.logits.sizes(), (std::vector<int64_t>{5, 10})) << kind;
+    ASSERT_EQ(out.moe_stats.size(), 3u) << kind;
+    std::vector<int64_t> experts;
+    for (const auto& s : out.moe_stats) experts.push_back(s.n_experts);
+    EXPECT_EQ(experts, (std::vector<int64_t>{6, 4, 2})) << kind;
+    (out.logits.sum() + out.aux_loss).backward();
+    auto p = m->named_parameters();
+    EXPECT_TRUE(p["stack.moe.1.w_map"].grad().defined()) << kind;  // the gating residual is wired in
+    EXPECT_EQ(p["stack.moe.1.w_map"].sizes(), (std::vector<int64_t>{4, 6}));
+    EXPECT_EQ(m->named_buffers()["stack.moe.0.expert_bias"].numel(), 6);
+  }
+}
