@@ -11,28 +11,12 @@
 
 #include "dynamoe/data/cifar.h"
 #include "dynamoe/util/error.h"
+#include "test_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("dynamoe-test-cifar-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using ScratchDir = dynamoe::testutil::TempDir;
 
 void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
   try {

@@ -19,30 +19,13 @@
 #include "dynamoe/data/fetch.h"
 #include "dynamoe/data/idx.h"
 #include "dynamoe/util/error.h"
+#include "test_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using dynamoe::data::ImageSet;
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("dynamoe-test-fetch-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using ScratchDir = dynamoe::testutil::TempDir;
 
 // Sets an environment variable for the scope, restoring (or unsetting) it afterwards.
 class ScopedEnv {

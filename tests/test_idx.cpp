@@ -15,30 +15,14 @@
 #include "dynamoe/data/idx.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "test_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using dynamoe::data::IdxArray;
 
-// A fresh folder under the system temp dir, removed at scope exit.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() /
-            ("dynamoe-test-idx-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using ScratchDir = dynamoe::testutil::TempDir;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);

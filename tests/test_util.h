@@ -28,6 +28,7 @@ class TempDir {
   }
   std::string str() const { return path_.string(); }
   std::string operator/(const std::string& child) const { return (path_ / child).string(); }
+  std::string file(const std::string& child) const { return (path_ / child).string(); }
 
  private:
   std::filesystem::path path_;

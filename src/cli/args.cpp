@@ -14,8 +14,21 @@ std::vector<std::string> ParsedArgs::all(const std::string& name) const {
   return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
+int64_t ParsedArgs::get_int(const std::string& name, int64_t fallback, int64_t min) const {
+  if (!has(name)) return fallback;
+  const std::string v = get(name);
+  try {
+    size_t used = 0;
+    const long long n = std::stoll(v, &used);
+    if (used == v.size() && n >= min) return n;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(str("dynamoe ", command_, ": --", name, " expects an integer >= ", min, ", got '", v, "'"));
+}
+
 ParsedArgs parse_args(const CommandSpec& spec, const std::vector<std::string>& args) {
   ParsedArgs out;
+  out.command_ = spec.name;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "-h" || a == "--help") {

@@ -36,10 +36,13 @@ class ParsedArgs {
   bool has(const std::string& name) const { return values_.count(name) > 0; }
   std::string get(const std::string& name, const std::string& fallback = "") const;
   std::vector<std::string> all(const std::string& name) const;
+  /// The integer value of --name (fallback when absent); a UsageError unless it is an integer >= min.
+  int64_t get_int(const std::string& name, int64_t fallback, int64_t min) const;
   const std::vector<std::string>& positionals() const { return positionals_; }
   bool help = false;
 
  private:
+  std::string command_;
   friend ParsedArgs parse_args(const CommandSpec&, const std::vector<std::string>&);
   std::map<std::string, std::vector<std::string>> values_;
   std::vector<std::string> positionals_;

@@ -16,25 +16,14 @@ namespace dynamoe::cli {
 namespace fs = std::filesystem;
 namespace {
 
-int64_t positive(const ParsedArgs& a, const std::string& name, int64_t fallback) {
-  const std::string v = a.get(name, std::to_string(fallback));
-  try {
-    size_t used = 0;
-    int64_t n = std::stoll(v, &used);
-    if (used == v.size() && n > 0) return n;
-  } catch (const std::exception&) {
-  }
-  throw UsageError(str("dynamoe gradnoise: --", name, " expects a positive integer, got '", v, "'"));
-}
-
 int run(const ParsedArgs& a) {
   if (!a.has("checkpoint")) throw UsageError("dynamoe gradnoise: --checkpoint PATH is required");
   const std::string ckpt = io::resolve_checkpoint(a.get("checkpoint"));
   const std::string cfg_path = (fs::path(ckpt) / "config.yaml").string();
   const config::Config cfg = config::parse_config(read_file(cfg_path), cfg_path, a.all("set"));
-  const int64_t batches = positive(a, "batches", cfg.train.gradnoise_batches);
-  const int64_t batch_size = positive(a, "batch-size", cfg.train.batch_size);
-  const int64_t seed = positive(a, "seed", 1);
+  const int64_t batches = a.get_int("batches", cfg.train.gradnoise_batches, 2);
+  const int64_t batch_size = a.get_int("batch-size", cfg.train.batch_size, 1);
+  const int64_t seed = a.get_int("seed", 1, 0);
   train::set_threads(cfg.train.threads);
   data::DataSplits data = data::load_data(cfg.data);
   models::Classifier model = models::build_model(cfg, data.spec);

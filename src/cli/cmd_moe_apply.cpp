@@ -22,17 +22,7 @@ int run(const ParsedArgs& a) {
   const config::Config cfg = config::load_config(a.get("config"), a.all("set"));
   if (cfg.moe.gate_residual)
     throw ConfigError("config: moe.gate_residual = true needs a previous layer; moe-apply runs a single layer");
-  auto parse_int = [&](const std::string& name, int64_t fallback) {
-    const std::string v = a.get(name, std::to_string(fallback));
-    try {
-      size_t used = 0;
-      int64_t n = std::stoll(v, &used);
-      if (used == v.size() && n >= 0) return n;
-    } catch (const std::exception&) {
-    }
-    throw UsageError(str("dynamoe moe-apply: --", name, " expects a non-negative integer, got '", v, "'"));
-  };
-  const int64_t seed = parse_int("seed", 0), k_max = parse_int("k-max", 0);
+  const int64_t seed = a.get_int("seed", 0, 0), k_max = a.get_int("k-max", 0, 0);
   const bool training = a.has("train");
 
   io::SafetensorsFile in = io::load_safetensors(a.get("input"));

@@ -1,11 +1,10 @@
 #pragma once
-// Small CNN classifier: [Conv3x3(pad 1) -> norm -> act -> MaxPool2] x len(channels)
-// -> flatten -> Linear(cnn_fc) -> act -> dropout -> Linear(K).
-// Parameters: convs.{i}.weight/bias, norms.{i}.*, fc.weight/bias, head.weight/bias.
-#include <torch/nn/modules/conv.h>
+// Small CNN classifier: ConvStem -> Linear(cnn_fc) -> act -> dropout -> Linear(K).
+// Parameters: stem.convs.{i}.*, stem.norms.{i}.*, fc.weight/bias, head.weight/bias.
 #include <torch/nn/modules/linear.h>
 
 #include "dynamoe/models/classifier.h"
+#include "dynamoe/models/conv_stem.h"
 
 namespace dynamoe::models {
 
@@ -16,8 +15,7 @@ class CNNClassifierImpl : public ClassifierImpl {
 
  private:
   config::ModelConfig cfg_;
-  std::vector<torch::nn::Conv2d> convs_;
-  std::vector<std::shared_ptr<torch::nn::Module>> norms_;
+  ConvStem stem_{nullptr};
   torch::nn::Linear fc_{nullptr}, head_{nullptr};
   std::function<at::Tensor(const at::Tensor&)> act_;
 };

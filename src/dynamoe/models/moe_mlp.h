@@ -7,6 +7,7 @@
 #include <torch/nn/modules/normalization.h>
 
 #include "dynamoe/models/classifier.h"
+#include "dynamoe/models/conv_stem.h"
 #include "dynamoe/models/moe_stack.h"
 
 namespace dynamoe::models {
@@ -23,8 +24,8 @@ class MoEMLPClassifierImpl : public ClassifierImpl {
   torch::nn::LayerNorm final_norm_{nullptr};
 };
 
-/// MoE-CNN classifier: the CNN's conv stem, then Linear(d_model) -> MoEStack -> LayerNorm -> Linear(K).
-/// Parameters: convs.*, norms.*, in_proj.*, stack.*, final_norm.*, head.*.
+/// MoE-CNN classifier: ConvStem, then Linear(d_model) -> MoEStack -> LayerNorm -> Linear(K).
+/// Parameters: stem.*, in_proj.*, stack.*, final_norm.*, head.*.
 class MoECNNClassifierImpl : public ClassifierImpl {
  public:
   MoECNNClassifierImpl(const config::Config& cfg, const InputSpec& spec);
@@ -32,13 +33,10 @@ class MoECNNClassifierImpl : public ClassifierImpl {
   void after_step() override { stack_->after_step(); }
 
  private:
-  config::ModelConfig cfg_;
-  std::vector<torch::nn::Conv2d> convs_;
-  std::vector<std::shared_ptr<torch::nn::Module>> norms_;
+  ConvStem stem_{nullptr};
   torch::nn::Linear in_proj_{nullptr}, head_{nullptr};
   MoEStack stack_{nullptr};
   torch::nn::LayerNorm final_norm_{nullptr};
-  std::function<at::Tensor(const at::Tensor&)> act_;
 };
 
 }  // namespace dynamoe::models
