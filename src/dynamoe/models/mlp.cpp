@@ -28,7 +28,7 @@ ModelOutput MLPClassifierImpl::forward(const at::Tensor& images) {
     x = apply_norm(norms_[i], layers_[i]->forward(x));  // [N, hidden_i]
     x = torch::dropout(act_(x), cfg_.dropout, is_training());
   }
-  return {head_->forward(x), {}};  // [N, K]
+  return {head_->forward(x), {}, {}};  // [N, K]
 }
 
 }  // namespace dynamoe::models
