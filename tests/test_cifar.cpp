@@ -18,17 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using ScratchDir = dynamoe::testutil::TempDir;
 
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected dynamoe::Error, nothing was thrown";
-  } catch (const dynamoe::Error& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "error is not one line: " << msg;
-    for (const std::string& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
-}
+using dynamoe::testutil::expect_error;
 
 // Pixel k of global image g: a pattern that differs per image, channel and position.
 uint8_t pixel(int g, int k) { return static_cast<uint8_t>((g * 131 + k * 7 + k / 1024) % 256); }

@@ -38,18 +38,7 @@ void write_gzip(const std::string& path, const std::string& bytes) {
   ASSERT_EQ(gzclose(gz), Z_OK);
 }
 
-// Runs fn, expects a dynamoe::Error whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected dynamoe::Error, nothing was thrown";
-  } catch (const dynamoe::Error& e) {
-    const std::string msg = e.what();
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "error is not one line: " << msg;
-    for (const std::string& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
-  }
-}
+using dynamoe::testutil::expect_error;
 
 // Big-endian IDX file bytes built by hand (independent of write_idx).
 std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const std::string& payload) {

@@ -1,14 +1,17 @@
 #pragma once
 // Shared helpers for dynamoe tests: temporary folders, running the CLI, synthetic datasets.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "dynamoe/data/idx.h"
+#include "dynamoe/util/error.h"
 
 namespace dynamoe::testutil {
 
@@ -51,6 +54,19 @@ inline CommandResult run_command(const std::string& cmd) {
   int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+/// Runs fn and expects a one-line dynamoe::Error whose message contains every one of `parts`.
+inline void expect_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected dynamoe::Error, nothing was thrown";
+  } catch (const dynamoe::Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "error is not one line: " << msg;
+    for (const std::string& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+  }
 }
 
 /// Path of the built CLI.
