@@ -15,17 +15,7 @@ using dynamoe::config::parse_config;
 
 namespace {
 
-/// The message of the ConfigError thrown by f (fails the test when none is thrown).
-template <typename F>
-std::string config_error(F f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ConfigError thrown";
-  return "";
-}
+using dynamoe::testutil::config_error;
 
 }  // namespace
 

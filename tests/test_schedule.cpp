@@ -10,6 +10,7 @@
 
 #include "dynamoe/moe/schedule.h"
 #include "dynamoe/util/error.h"
+#include "test_util.h"
 
 using dynamoe::ConfigError;
 using dynamoe::moe::schedule_experts;
@@ -28,17 +29,7 @@ ScheduleOptions opts(const std::string& name, int64_t total = 0, int64_t e_min =
   return o;
 }
 
-/// The message of the ConfigError thrown by f (fails the test when none is thrown).
-template <typename F>
-std::string config_error(F f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ConfigError thrown";
-  return "";
-}
+using dynamoe::testutil::config_error;
 
 struct Row {
   const char* name;

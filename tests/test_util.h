@@ -69,6 +69,18 @@ inline void expect_error(const std::function<void()>& fn, const std::vector<std:
   }
 }
 
+/// The message of the ConfigError thrown by f (fails the test when none is thrown).
+template <typename F>
+std::string config_error(F f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError thrown";
+  return "";
+}
+
 /// Path of the built CLI.
 inline std::string cli() { return DYNAMOE_CLI; }
 /// Path of the source tree.
