@@ -151,16 +151,18 @@ TEST(MoELayer, TokensOnZeroAndCopyExpertsCostNoGemm) {
 }
 
 TEST(MoELayer, DispatchGroupsByExpertAndCombineInverts) {
-  Routing r;
-  r.mask = torch::tensor({1, 0, 1, 0, 1, 1, 1, 0, 0}, torch::kBool).view({3, 3});
-  r.weights = torch::tensor({0.5, 0.0, 0.5, 0.0, 0.3, 0.7, 1.0, 0.0, 0.0}).view({3, 3});
-  Dispatch d = plan_dispatch(r);
+  at::Tensor mask = torch::tensor({1, 0, 1, 0, 1, 1, 1, 0, 0}, torch::kBool).view({3, 3});
+  at::Tensor weights = torch::tensor({0.5, 0.0, 0.5, 0.0, 0.3, 0.7, 1.0, 0.0, 0.0}).view({3, 3});
+  Dispatch d = plan_dispatch(mask);
   EXPECT_EQ(d.offsets, (std::vector<int64_t>{0, 2, 3, 5}));
+  EXPECT_EQ(d.token_offsets, (std::vector<int64_t>{0, 2, 4, 5}));
   EXPECT_TRUE(torch::equal(d.token_index, torch::tensor({0, 2, 1, 0, 1}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(d.expert_index, torch::tensor({0, 0, 1, 2, 2}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(d.token_rows, torch::tensor({0, 3, 2, 4, 1}, torch::kLong)));
   at::Tensor x = torch::arange(6, torch::kFloat).view({3, 2});
-  at::Tensor xs = dispatch(x, d);                     // [5, 2]
-  at::Tensor y = combine(xs, d, 3);                   // identity experts: y_t = sum_i w_ti x_t
-  EXPECT_TRUE(torch::allclose(y, x * r.weights.sum(1, true)));
+  at::Tensor xs = dispatch(x, d);                                      // [5, 2]
+  at::Tensor y = combine(xs, assignment_weights(weights, d), d);       // identity experts: y_t = sum_i w_ti x_t
+  EXPECT_TRUE(torch::allclose(y, x * weights.sum(1, true)));
 }
 
 TEST(MoELayer, MixedKindsAndSharedExpertsRun) {

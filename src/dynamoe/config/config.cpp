@@ -56,6 +56,10 @@ Schema Config::schema() {
   s.add_int("moe.n_copy", &moe.n_copy, "copy experts per layer (MoE++), part of E_l", 0);
   s.add_int("moe.n_constant", &moe.n_constant, "constant experts per layer (MoE++), part of E_l", 0);
   s.add_int("moe.n_shared", &moe.n_shared, "shared experts per layer (weight 1 for every token)", 0);
+  s.add_string("moe.kernel", &moe.kernel, "expert computation: grouped (fast path) or loop (per-expert autograd reference)",
+               {"grouped", "loop"});
+  s.add_string("moe.precision", &moe.precision, "expert GEMMs: fp32, or bf16 mixed precision (fp32 masters and router)",
+               {"fp32", "bf16"});
   s.add_string("moe.schedule", &moe.schedule, "experts per layer across depth",
                {"uniform", "descending", "ascending", "pyramid", "hourglass", "wave"});
   s.add_int("moe.e_min", &moe.e_min, "schedule: fewest experts in a layer", 1);
@@ -118,6 +122,8 @@ void Config::validate() {
   if (moe.k_max_min > moe.k_max_max)
     throw ConfigError(str("config: moe.k_max_min = ", moe.k_max_min, " is out of range (must be <= moe.k_max_max = ",
                           moe.k_max_max, ")"));
+  if (moe.precision == "bf16" && moe.kernel != "grouped")
+    throw ConfigError(str("config: moe.precision = 'bf16' needs moe.kernel = 'grouped' (got '", moe.kernel, "')"));
   if (model.kind == "cnn" && model.channels.empty())
     throw ConfigError("config: model.channels = [] is out of range (a CNN needs at least one conv)");
   if ((data.dataset == "idx" || data.dataset == "cifar10") && data.path.empty())

@@ -55,6 +55,8 @@ struct MoEConfig {
   std::string expert_activation = "gelu";
   int64_t n_zero = 0, n_copy = 0, n_constant = 0;  ///< MoE++ zero-computation experts (part of E_l)
   int64_t n_shared = 0;              ///< shared experts every token uses with weight 1
+  std::string kernel = "grouped";    ///< grouped (one node, contiguous per-expert GEMMs) | loop (reference)
+  std::string precision = "fp32";    ///< fp32 | bf16 (expert GEMMs in bf16, fp32 masters, router in fp32)
   // schedule (experts per layer)
   std::string schedule = "uniform";  ///< uniform | descending | ascending | pyramid | hourglass | wave
   int64_t e_min = 2, e_max = 8;

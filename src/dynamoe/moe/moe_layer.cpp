@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "dynamoe/moe/dispatch.h"
+#include "dynamoe/moe/grouped_experts.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::moe {
@@ -45,6 +46,8 @@ MoELayerOptions MoELayerOptions::from_config(const config::MoEConfig& c, int64_t
   o.n_copy = c.n_copy;
   o.n_constant = c.n_constant;
   o.n_shared = c.n_shared;
+  o.kernel = c.kernel;
+  o.precision = c.precision;
   o.bias_balancing = c.bias_balancing;
   o.bias_gamma = c.bias_gamma;
   o.losses.load_balance = c.load_balance;
@@ -112,26 +115,50 @@ MoELayerOutput MoELayerImpl::forward(const at::Tensor& x, const at::Tensor& prev
   }
 
   // dispatch: zero experts are left out entirely (their output is 0).
-  Routing computing = r;
+  const int64_t n_special = o_.n_zero + o_.n_copy + o_.n_constant, n_computing = E - n_special;
+  at::Tensor computing_mask = r.mask;
   if (o_.n_zero > 0) {
-    computing.mask = r.mask.clone();
-    computing.mask.narrow(1, E - o_.n_zero, o_.n_zero).fill_(false);
+    computing_mask = r.mask.clone();
+    computing_mask.narrow(1, E - o_.n_zero, o_.n_zero).fill_(false);
   }
-  Dispatch d = plan_dispatch(computing);
-  at::Tensor xs = dispatch(x, d);  // [A, D]
+  const Dispatch d = plan_dispatch(computing_mask);
+  const at::Tensor w = assignment_weights(r.weights, d);  // [A]
+  const bool grouped = o_.kernel == "grouped" && grouped_supports(o_.expert);
+  DYNAMOE_CHECK(grouped || o_.precision == "fp32", "MoE layer: moe.precision = ", o_.precision,
+                " needs moe.kernel = grouped");
+  const at::ScalarType compute = o_.precision == "bf16" ? at::kBFloat16 : x.scalar_type();
+  // the special experts (copy, constant) take rows in x's dtype; alone, the grouped ones take bf16 directly
+  const bool special_rows = d.size() > d.offsets[n_computing];
+  const at::Tensor xs = dispatch(x, d, grouped && !special_rows ? compute : x.scalar_type());  // [A, D]
 
-  // experts: each runs on its own contiguous slice of tokens.
-  std::vector<at::Tensor> outs;
+  // experts: each runs on its own contiguous block of rows.
+  std::vector<at::Tensor> outs;  // blocks of [A, D], in row order
   double expert_flops = 0;
-  for (int64_t e = 0; e < E; ++e) {
+  int64_t first_loop_expert = 0;
+  if (grouped) {
+    std::vector<at::Tensor> params;
+    const std::vector<std::string> names = grouped_param_names(o_.expert);
+    for (int64_t e = 0; e < n_computing; ++e) {
+      auto named = experts_[e]->named_parameters(/*recurse=*/false);
+      for (const auto& n : names) params.push_back(named[n]);
+      expert_flops += static_cast<double>(d.count(e)) * experts_[e]->flops_per_token();
+    }
+    const std::vector<int64_t> off(d.offsets.begin(), d.offsets.begin() + n_computing + 1);
+    outs.push_back(grouped_experts(xs.narrow(0, 0, off.back()), off, params,
+                                   {o_.expert, o_.expert_options.activation, compute}));
+    first_loop_expert = n_computing;
+  }
+  for (int64_t e = first_loop_expert; e < E; ++e) {
     const int64_t n = d.count(e);
     if (n == 0) continue;
     outs.push_back(experts_[e]->forward(xs.narrow(0, d.offsets[e], n)));  // [n_e, D]
     expert_flops += static_cast<double>(n) * experts_[e]->flops_per_token();
   }
+  if (outs.size() > 1)  // blocks of mixed precision are joined in x's dtype
+    for (auto& o : outs) o = o.to(x.scalar_type());
 
   // combine: [A, D] -> [N, D]
-  at::Tensor y = outs.empty() ? torch::zeros_like(x) : combine(torch::cat(outs, 0), d, N);
+  at::Tensor y = outs.empty() ? torch::zeros_like(x) : combine(outs.size() == 1 ? outs[0] : torch::cat(outs, 0), w, d);
   double shared_flops = 0;
   for (const auto& s : shared_) {
     y = y + s->forward(x);

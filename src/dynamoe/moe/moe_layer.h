@@ -34,6 +34,8 @@ struct MoELayerOptions {
   std::string expert = "ffn";
   ExpertOptions expert_options;
   int64_t n_zero = 0, n_copy = 0, n_constant = 0, n_shared = 0;
+  std::string kernel = "grouped";  ///< grouped | loop (see moe.kernel)
+  std::string precision = "fp32";  ///< fp32 | bf16 (see moe.precision)
   bool bias_balancing = false;
   double bias_gamma = 1e-3;
   LossCoefficients losses;
