@@ -5,7 +5,7 @@ DYNAMOE  := $(BUILD)/dynamoe
 DEMO_CFG ?= configs/demo.yaml
 DEMO_RUN ?= demo
 
-.PHONY: all deps build test demo clean
+.PHONY: all deps build test demo bench clean
 
 all: build
 
@@ -29,6 +29,12 @@ demo: build
 	$(DYNAMOE) data fetch fashion-mnist
 	$(DYNAMOE) train --config $(DEMO_CFG) --name $(DEMO_RUN) --overwrite
 	$(DYNAMOE) eval --checkpoint runs/$(DEMO_RUN)
+
+## bench: MoE layer and training speed side by side with PyTorch (bench-out/bench.txt)
+bench: build
+	$(DYNAMOE) data fetch fashion-mnist
+	@mkdir -p bench-out
+	bash -o pipefail -c 'OMP_WAIT_POLICY=PASSIVE $(DYNAMOE) bench $(BENCH_ARGS) | tee bench-out/bench.txt'
 
 clean:
 	rm -rf $(BUILD)

@@ -19,5 +19,6 @@ Command data_command();
 Command config_command();
 Command moe_apply_command();
 Command gradnoise_command();
+Command bench_command();
 
 }  // namespace dynamoe::cli

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "dynamoe/moe/row_kernels.h"
 #include "dynamoe/util/buffer_pool.h"
 #include "dynamoe/util/error.h"
 
@@ -41,10 +42,19 @@ bool native_bf16() {
   return native;
 }
 
+/// A few fp32 rows times a transposed row-major weight: the decode case, where BLAS spends its
+/// time re-packing the weight.
+bool skinny(const at::Tensor& out, const at::Tensor& a, const at::Tensor& b) {
+  return a.size(0) <= 4 && a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat &&
+         out.scalar_type() == at::kFloat && a.is_contiguous() && b.t().is_contiguous() && out.stride(1) == 1;
+}
+
 /// out = a @ b (b may be a transposed view). out may be wider than a and b (fp32 results of bf16
 /// inputs); bf16 without native support widens the inputs to fp32, which rounds identically.
 void gemm(at::Tensor out, const at::Tensor& a, const at::Tensor& b) {
-  if (a.scalar_type() != at::kBFloat16)
+  if (skinny(out, a, b))
+    kernels::skinny_gemm_nt(a, b.t(), out, /*accumulate=*/false);
+  else if (a.scalar_type() != at::kBFloat16)
     at::mm_out(out, a, b);
   else if (!native_bf16())
     out.scalar_type() == at::kFloat ? (void)at::mm_out(out, a.to(at::kFloat), b.to(at::kFloat))
@@ -55,7 +65,9 @@ void gemm(at::Tensor out, const at::Tensor& a, const at::Tensor& b) {
 
 /// out += a @ b
 void gemm_add(at::Tensor out, const at::Tensor& a, const at::Tensor& b) {
-  if (a.scalar_type() != at::kBFloat16 || (native_bf16() && out.scalar_type() == at::kBFloat16))
+  if (skinny(out, a, b))
+    kernels::skinny_gemm_nt(a, b.t(), out, /*accumulate=*/true);
+  else if (a.scalar_type() != at::kBFloat16 || (native_bf16() && out.scalar_type() == at::kBFloat16))
     out.addmm_(a, b);
   else
     out.add_(at::mm(native_bf16() ? a : a.to(at::kFloat), native_bf16() ? b : b.to(at::kFloat)));

@@ -146,3 +146,59 @@ void scale_rows_and_dot(const at::Tensor& grad_out, const at::Tensor& index, con
 }
 
 }  // namespace dynamoe::moe::kernels
+
+#include <immintrin.h>
+
+namespace dynamoe::moe::kernels {
+namespace {
+
+/// dot products of up to 8 rows of a with one row of w.
+__attribute__((target("avx2,fma"))) void dots_avx2(const float* a, int64_t n, int64_t K, const float* w, float* dst,
+                                                   int64_t ld_dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* ai = a + i * K;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t d = 0;
+    for (; d + 16 <= K; d += 16) {
+      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(ai + d), _mm256_loadu_ps(w + d), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(ai + d + 8), _mm256_loadu_ps(w + d + 8), acc1);
+    }
+    acc0 = _mm256_add_ps(acc0, acc1);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc0), _mm256_extractf128_ps(acc0, 1));
+    s = _mm_hadd_ps(s, s);
+    s = _mm_hadd_ps(s, s);
+    float sum = _mm_cvtss_f32(s);
+    for (; d < K; ++d) sum += ai[d] * w[d];
+    dst[i * ld_dst] += sum;
+  }
+}
+
+void dots_plain(const float* a, int64_t n, int64_t K, const float* w, float* dst, int64_t ld_dst) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float* ai = a + i * K;
+    float sum = 0;
+    for (int64_t d = 0; d < K; ++d) sum += ai[d] * w[d];
+    dst[i * ld_dst] += sum;
+  }
+}
+
+}  // namespace
+
+void skinny_gemm_nt(const at::Tensor& a, const at::Tensor& w, at::Tensor& out, bool accumulate) {
+  DYNAMOE_CHECK(a.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat &&
+                    a.is_contiguous() && w.is_contiguous() && out.stride(1) == 1,
+                "skinny_gemm_nt: expected contiguous float32 a, w and out rows");
+  const int64_t n = a.size(0), K = a.size(1), M = w.size(0), ld = out.stride(0);
+  DYNAMOE_CHECK(w.size(1) == K && out.size(0) == n && out.size(1) == M, "skinny_gemm_nt: shapes a ", a.sizes(),
+                ", w ", w.sizes(), ", out ", out.sizes());
+  if (!accumulate) out.zero_();
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const float* ap = a.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, M, std::max<int64_t>(64, 65536 / std::max<int64_t>(K, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t j = b; j < e; ++j) (avx2 ? dots_avx2 : dots_plain)(ap, n, K, wp + j * K, op + j, ld);
+  });
+}
+
+}  // namespace dynamoe::moe::kernels

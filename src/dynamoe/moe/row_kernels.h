@@ -20,3 +20,12 @@ void scale_rows_and_dot(const at::Tensor& grad_out, const at::Tensor& index, con
                         const at::Tensor& w, at::Tensor& grad_src, at::Tensor& grad_w);
 
 }  // namespace dynamoe::moe::kernels
+
+namespace dynamoe::moe::kernels {
+
+/// out (+)= a @ w^T for a few rows: a [n, K] and w [M, K] contiguous float32, out [n, M] with
+/// contiguous rows. Streams each row of w once for all n rows of a (BLAS re-packs w for every
+/// call, which dominates at decode sizes); AVX2/FMA when the CPU has it. Meant for n <= 8.
+void skinny_gemm_nt(const at::Tensor& a, const at::Tensor& w, at::Tensor& out, bool accumulate);
+
+}  // namespace dynamoe::moe::kernels
