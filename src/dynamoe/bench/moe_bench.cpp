@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "dynamoe/bench/peer_process.h"
+#include "dynamoe/bench/stats.h"
 #include "dynamoe/io/safetensors.h"
 #include "dynamoe/moe/grouped_experts.h"
 #include "dynamoe/moe/moe_layer.h"
@@ -177,13 +178,6 @@ double calib_seconds(at::ScalarType dtype) {
   auto& m = ab[dtype];
   if (!m.first.defined()) m = {torch::randn({1024, 1024}).to(dtype), torch::randn({1024, 1024}).to(dtype)};
   return time_call([&] { at::mm(m.first, m.second); });
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /// Samples of every implementation, per round, and the calibration GEMM of each round.

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "dynamoe/bench/stats.h"
 #include "dynamoe/config/config.h"
 #include "dynamoe/train/trainer.h"
 #include "dynamoe/util/atomic_file.h"
@@ -63,12 +64,6 @@ double peer_samples_per_s(const TrainBenchOptions& o, const std::string& data_di
   const int rc = pclose(p);
   DYNAMOE_CHECK(rc == 0 && !last.empty(), "bench e2e: the PyTorch peer failed (exit ", rc, "): ", cmd);
   return nlohmann::json::parse(last).at("samples_per_s").get<double>();
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace

@@ -24,6 +24,9 @@ Kind kind_of(const std::string& k) {
   throw Error(str("grouped experts: expert kind '", k, "' is not grouped (linear, ffn, swiglu are)"));
 }
 
+/// Parameter tensors per expert: linear (weight, bias), ffn (w1, b1, w2, b2), swiglu (w1, w3, w2).
+int64_t params_per_expert(Kind k) { return k == kLinear ? 2 : k == kFFN ? 4 : 3; }
+
 Act act_of(const std::string& a) {
   if (a == "relu") return kRelu;
   if (a == "gelu") return kGelu;
@@ -121,7 +124,7 @@ struct GroupedFn : torch::autograd::Function<GroupedFn> {
     at::Tensor xs = xs_in.scalar_type() == dtype ? xs_in.contiguous() : xs_in.to(dtype);
     std::vector<at::Tensor> w;  // weights in the compute dtype
     for (const auto& p : params) w.push_back(p.scalar_type() == dtype ? p : p.to(dtype));
-    const int64_t per = kind == kLinear ? 2 : kind == kFFN ? 4 : 3;
+    const int64_t per = params_per_expert(static_cast<Kind>(kind));
     at::Tensor out = pooled_empty({A, D}, wide(dtype));  // [A, D]
     variable_list saved = {xs};
     if (kind == kLinear) {
@@ -182,7 +185,7 @@ struct GroupedFn : torch::autograd::Function<GroupedFn> {
     const std::vector<int64_t> p_dtypes = ctx->saved_data["param_dtypes"].toIntVector();
     const at::Tensor& xs = s[0];
     const at::ScalarType dtype = xs.scalar_type();
-    const int64_t A = xs.size(0), D = xs.size(1), per = kind == kLinear ? 2 : kind == kFFN ? 4 : 3;
+    const int64_t A = xs.size(0), D = xs.size(1), per = params_per_expert(kind);
     const size_t w0 = kind == kLinear ? 1 : 4;
     auto W = [&](int64_t e, int64_t i) -> const at::Tensor& { return s[w0 + e * per + i]; };
     const int64_t n_params = static_cast<int64_t>(s.size() - w0);
@@ -261,7 +264,7 @@ bool grouped_supports(const std::string& kind) { return kind == "linear" || kind
 
 at::Tensor grouped_experts(const at::Tensor& xs, const std::vector<int64_t>& offsets,
                            const std::vector<at::Tensor>& params, const GroupedExpertsOptions& o) {
-  const auto per = static_cast<int64_t>(grouped_param_names(o.kind).size());
+  const int64_t per = params_per_expert(kind_of(o.kind));
   const int64_t E = static_cast<int64_t>(offsets.size()) - 1;
   DYNAMOE_CHECK(E >= 0 && static_cast<int64_t>(params.size()) == E * per, "grouped experts: ", E, " experts of kind ",
                 o.kind, " need ", E * per, " parameter tensors, got ", params.size());

@@ -75,6 +75,11 @@ MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
     experts->push_back(experts_.back());
   }
   register_module("experts", experts);
+  if (grouped_supports(o.expert))  // the same tensor objects: .to(), optimizer steps and loads reach them
+    for (int64_t i = 0; i < o.n_experts - special; ++i) {
+      auto named = experts_[i]->named_parameters(/*recurse=*/false);
+      for (const auto& n : grouped_param_names(o.expert)) grouped_params_.push_back(named[n]);
+    }
   for (int64_t j = 0; j < o.n_shared; ++j) {
     shared_.push_back(make_expert(o.expert == "linear" ? "ffn" : o.expert, o.expert_options));
     shared->push_back(shared_.back());
@@ -136,15 +141,10 @@ MoELayerOutput MoELayerImpl::forward(const at::Tensor& x, const at::Tensor& prev
   double expert_flops = 0;
   int64_t first_loop_expert = 0;
   if (grouped) {
-    std::vector<at::Tensor> params;
-    const std::vector<std::string> names = grouped_param_names(o_.expert);
-    for (int64_t e = 0; e < n_computing; ++e) {
-      auto named = experts_[e]->named_parameters(/*recurse=*/false);
-      for (const auto& n : names) params.push_back(named[n]);
+    for (int64_t e = 0; e < n_computing; ++e)
       expert_flops += static_cast<double>(d.count(e)) * experts_[e]->flops_per_token();
-    }
     const std::vector<int64_t> off(d.offsets.begin(), d.offsets.begin() + n_computing + 1);
-    outs.push_back(grouped_experts(xs.narrow(0, 0, off.back()), off, params,
+    outs.push_back(grouped_experts(xs.narrow(0, 0, off.back()), off, grouped_params_,
                                    {o_.expert, o_.expert_options.activation, compute}));
     first_loop_expert = n_computing;
   }

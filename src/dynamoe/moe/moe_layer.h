@@ -67,6 +67,7 @@ class MoELayerImpl : public torch::nn::Module {
   MoELayerOptions o_;
   Gate gate_;
   std::vector<Expert> experts_, shared_;
+  std::vector<at::Tensor> grouped_params_;  ///< the computing experts' parameters in grouped_experts order
   at::Tensor w_map_, expert_bias_;
   std::vector<int64_t> last_load_;
 };
