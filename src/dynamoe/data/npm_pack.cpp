@@ -1,16 +1,5 @@
 #include "dynamoe/data/npm_pack.h"
 
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <atomic>
-#include <cerrno>
-#include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -21,135 +10,12 @@
 
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
-
-extern char** environ;
+#include "dynamoe/util/process.h"
 
 namespace dynamoe::data {
 namespace {
 
 namespace fs = std::filesystem;
-
-void log_line(std::ostream* log, const std::string& line) {
-  if (log) *log << line << std::endl;
-}
-
-// The executable `name` resolves to on $PATH (or `name` itself when it holds a '/'), or "".
-std::string find_program(const std::string& name) {
-  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : "";
-  const char* path = std::getenv("PATH");
-  const std::string dirs = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  for (size_t pos = 0;;) {
-    const size_t colon = dirs.find(':', pos);
-    std::string dir = dirs.substr(pos, colon == std::string::npos ? std::string::npos : colon - pos);
-    if (dir.empty()) dir = ".";
-    const std::string candidate = dir + "/" + name;
-    struct stat st;
-    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(candidate.c_str(), X_OK) == 0)
-      return candidate;
-    if (colon == std::string::npos) return "";
-    pos = colon + 1;
-  }
-}
-
-struct CommandResult {
-  int spawn_errno = 0;  // non-zero when the program could not be started
-  int exit_code = -1;   // exit status, or -1 when killed by a signal
-  int signal = 0;
-  std::string out, err;
-};
-
-// Runs argv (argv[0] looked up on $PATH) with stdin from /dev/null and stdout/stderr captured
-// in files under `scratch`; `env` entries override or add to the inherited environment.
-CommandResult run_command(const std::vector<std::string>& argv,
-                          const std::vector<std::pair<std::string, std::string>>& env,
-                          const std::string& scratch) {
-  static std::atomic<int> counter{0};
-  const std::string base = (fs::path(scratch) / ("cmd" + std::to_string(counter++))).string();
-  const std::string out_path = base + ".out", err_path = base + ".err";
-
-  std::vector<std::string> env_strings;
-  for (char** e = environ; e && *e; ++e) {
-    const std::string_view kv(*e);
-    const std::string_view key = kv.substr(0, kv.find('='));
-    if (std::none_of(env.begin(), env.end(), [&](const auto& p) { return p.first == key; }))
-      env_strings.emplace_back(kv);
-  }
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp, args;
-  for (std::string& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  std::vector<std::string> argv_copy = argv;
-  for (std::string& s : argv_copy) args.push_back(s.data());
-  args.push_back(nullptr);
-
-  CommandResult r;
-  const std::string program = find_program(argv.at(0));
-  if (program.empty()) {
-    r.spawn_errno = ENOENT;
-    return r;
-  }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, program.c_str(), &fa, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    r.spawn_errno = rc;
-    return r;
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
-      r.spawn_errno = errno;
-      return r;
-    }
-  }
-  if (WIFEXITED(status)) {
-    r.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    r.signal = WTERMSIG(status);
-  }
-  std::error_code ec;
-  if (fs::exists(out_path, ec)) r.out = read_file(out_path);
-  if (fs::exists(err_path, ec)) r.err = read_file(err_path);
-  return r;
-}
-
-// The most informative line of a failed command's stderr: the first line that is not blank,
-// not indented, not a bare "code/errno/syscall X" field, without npm's "npm error " prefix;
-// else the last non-empty line.
-std::string error_reason(const std::string& err) {
-  std::string last;
-  for (size_t pos = 0; pos < err.size();) {
-    size_t nl = err.find('\n', pos);
-    if (nl == std::string::npos) nl = err.size();
-    std::string line = err.substr(pos, nl - pos);
-    pos = nl + 1;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    for (const char* prefix : {"npm error ", "npm ERR! ", "npm error", "npm ERR!"}) {
-      if (line.rfind(prefix, 0) == 0) {
-        line = line.substr(std::strlen(prefix));
-        break;
-      }
-    }
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    last = line;
-    if (line[0] == ' ' || line[0] == '\t' || line[0] == '}' || line[0] == '{') continue;
-    if (line.rfind("code ", 0) == 0 || line.rfind("errno ", 0) == 0 || line.rfind("syscall ", 0) == 0 ||
-        line.find("A complete log of this run") != std::string::npos)
-      continue;
-    return line;
-  }
-  return last.empty() ? "no error output" : last;
-}
-
-std::string exit_description(const std::string& program, const CommandResult& r) {
-  if (r.signal != 0) return str(program, " was killed by signal ", r.signal);
-  return str(program, " exited ", r.exit_code);
-}
 
 // npm quiet, its cache in our temp dir, and a short retry back-off unless the user set one.
 std::vector<std::pair<std::string, std::string>> npm_env(const std::string& tmp) {
@@ -166,44 +32,6 @@ std::vector<std::pair<std::string, std::string>> npm_env(const std::string& tmp)
   return env;
 }
 
-std::string first_line(const std::string& s) {
-  const size_t a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string::npos) return "";
-  const size_t b = s.find_first_of("\r\n", a);
-  return s.substr(a, b == std::string::npos ? std::string::npos : b - a);
-}
-
-std::string last_line(const std::string& s) {
-  const size_t b = s.find_last_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  const size_t a = s.find_last_of("\r\n", b);
-  const size_t start = a == std::string::npos ? 0 : a + 1;
-  return s.substr(start, b - start + 1);
-}
-
-std::string megabytes(uintmax_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1f MB", static_cast<double>(bytes) / 1e6);
-  return buf;
-}
-
-std::string seconds_since(std::chrono::steady_clock::time_point t0) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1f s",
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  return buf;
-}
-
-std::string make_temp_dir(const std::string& prefix) {
-  std::error_code ec;
-  const fs::path base = fs::temp_directory_path(ec);
-  DYNAMOE_CHECK(!ec, "cannot find a temporary directory: ", ec.message());
-  std::string tmpl = (base / (prefix + "XXXXXX")).string();
-  DYNAMOE_CHECK(::mkdtemp(tmpl.data()) != nullptr, "cannot create a temporary directory in '",
-                base.string(), "': ", std::strerror(errno));
-  return tmpl;
-}
-
 }  // namespace
 
 NpmPackage::NpmPackage(const std::string& spec, std::ostream* log, const std::string& tag)
@@ -213,17 +41,17 @@ NpmPackage::NpmPackage(const std::string& spec, std::ostream* log, const std::st
     const auto env = npm_env(tmp_dir_);
     const std::string no_npm = str("; dynamoe needs Node.js's npm on PATH to download npm package '", spec, "'");
 
-    const CommandResult cfg = run_command({"npm", "config", "get", "registry"}, env, tmp_dir_);
+    const ProcessResult cfg = run_process({"npm", "config", "get", "registry"}, env, tmp_dir_);
     if (cfg.spawn_errno != 0) throw Error(str("cannot run 'npm' (", std::strerror(cfg.spawn_errno), ")", no_npm));
     std::string registry = cfg.exit_code == 0 ? first_line(cfg.out) : "";
     if (registry.empty()) registry = "the configured npm registry";
 
     log_line(log, str(tag, "downloading npm package ", spec, " from ", registry, " (npm pack)"));
-    const CommandResult pack = run_command({"npm", "pack", spec, "--pack-destination", tmp_dir_}, env, tmp_dir_);
+    const ProcessResult pack = run_process({"npm", "pack", spec, "--pack-destination", tmp_dir_}, env, tmp_dir_);
     if (pack.spawn_errno != 0) throw Error(str("cannot run 'npm' (", std::strerror(pack.spawn_errno), ")", no_npm));
     if (pack.exit_code != 0)
       throw Error(str("cannot download npm package '", spec, "' (", exit_description("npm pack", pack), ": ",
-                      error_reason(pack.err), "); dynamoe needs access to the npm registry"));
+                      process_error_reason(pack.err), "); dynamoe needs access to the npm registry"));
     std::error_code ec;
     fs::path tarball = fs::path(tmp_dir_) / last_line(pack.out);
     if (last_line(pack.out).empty() || !fs::is_regular_file(tarball, ec)) {
@@ -238,13 +66,13 @@ NpmPackage::NpmPackage(const std::string& spec, std::ostream* log, const std::st
 
     const std::string unpack_dir = (fs::path(tmp_dir_) / "unpack").string();
     make_dirs(unpack_dir);
-    const CommandResult untar = run_command({"tar", "-xzf", tarball.string(), "-C", unpack_dir}, {}, tmp_dir_);
+    const ProcessResult untar = run_process({"tar", "-xzf", tarball.string(), "-C", unpack_dir}, {}, tmp_dir_);
     if (untar.spawn_errno != 0)
       throw Error(str("cannot run 'tar' (", std::strerror(untar.spawn_errno), ") to unpack ",
                       tarball.filename().string()));
     if (untar.exit_code != 0)
       throw Error(str("cannot unpack npm package '", spec, "' (", exit_description("tar", untar), ": ",
-                      error_reason(untar.err), ")"));
+                      process_error_reason(untar.err), ")"));
     package_dir_ = (fs::path(unpack_dir) / "package").string();
     DYNAMOE_CHECK(fs::is_directory(package_dir_, ec), "unexpected layout of npm package '", spec,
                   "': the tarball has no package/ folder");

@@ -1,0 +1,20 @@
+#pragma once
+// gzip decompression in memory (zlib), for IDX files and gzipped documents in Debian packages.
+//
+// Usage:
+//   std::string bytes = dynamoe::read_file(path);
+//   if (dynamoe::is_gzip(bytes)) bytes = dynamoe::gunzip(bytes, "IDX file '" + path + "'");
+#include <string>
+#include <string_view>
+
+namespace dynamoe {
+
+/// True when `bytes` starts with the gzip magic 1f 8b.
+bool is_gzip(std::string_view bytes);
+
+/// Decompresses gzip data (one or more concatenated members, as `cat a.gz b.gz` writes).
+/// Throws a one-line dynamoe::Error starting with `what` (e.g. "IDX file 'x.gz'") and giving the
+/// compressed byte offset for truncated or corrupt data and for trailing bytes.
+std::string gunzip(std::string_view in, const std::string& what);
+
+}  // namespace dynamoe
