@@ -51,7 +51,7 @@ TEST(Training, LearnsAndWritesARunFolder) {
   std::ifstream csv(run + "/metrics.csv");
   std::string header;
   std::getline(csv, header);
-  EXPECT_EQ(header, "step,epoch,split,loss,accuracy,lr,grad_norm,samples_per_s,elapsed_s,aux_loss,active_experts");
+  EXPECT_EQ(header, "step,epoch,split,loss,accuracy,lr,grad_norm,samples_per_s,elapsed_s,aux_loss,active_experts,perplexity,tokens_per_s");
   int tests = 0, trains = 0;
   for (std::string line; std::getline(csv, line);) {
     tests += line.find(",test,") != std::string::npos;

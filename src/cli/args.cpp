@@ -1,5 +1,6 @@
 #include "args.h"
 
+#include <cmath>
 #include <sstream>
 
 namespace dynamoe::cli {
@@ -24,6 +25,18 @@ int64_t ParsedArgs::get_int(const std::string& name, int64_t fallback, int64_t m
   } catch (const std::exception&) {
   }
   throw UsageError(str("dynamoe ", command_, ": --", name, " expects an integer >= ", min, ", got '", v, "'"));
+}
+
+double ParsedArgs::get_double(const std::string& name, double fallback, double min, double max) const {
+  if (!has(name)) return fallback;
+  const std::string v = get(name);
+  try {
+    size_t used = 0;
+    const double x = std::stod(v, &used);
+    if (used == v.size() && std::isfinite(x) && x >= min && x <= max) return x;
+  } catch (const std::exception&) {
+  }
+  throw UsageError(str("dynamoe ", command_, ": --", name, " expects a number in [", min, ", ", max, "], got '", v, "'"));
 }
 
 ParsedArgs parse_args(const CommandSpec& spec, const std::vector<std::string>& args) {

@@ -38,6 +38,9 @@ class ParsedArgs {
   std::vector<std::string> all(const std::string& name) const;
   /// The integer value of --name (fallback when absent); a UsageError unless it is an integer >= min.
   int64_t get_int(const std::string& name, int64_t fallback, int64_t min) const;
+  /// The number value of --name (fallback when absent); a UsageError unless it is a finite
+  /// number in [min, max].
+  double get_double(const std::string& name, double fallback, double min, double max) const;
   const std::vector<std::string>& positionals() const { return positionals_; }
   bool help = false;
 

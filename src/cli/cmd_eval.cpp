@@ -7,7 +7,11 @@
 #include "dynamoe/data/dataset.h"
 #include "dynamoe/io/checkpoint.h"
 #include "dynamoe/models/classifier.h"
+#include "dynamoe/data/token_file.h"
+#include "dynamoe/models/lm/bigram.h"
 #include "dynamoe/train/evaluate.h"
+#include "dynamoe/train/lm_data.h"
+#include "dynamoe/train/lm_trainer.h"
 #include "dynamoe/train/moe_report.h"
 #include "dynamoe/train/trainer.h"
 #include "dynamoe/util/atomic_file.h"
@@ -16,11 +20,39 @@ namespace dynamoe::cli {
 namespace fs = std::filesystem;
 namespace {
 
+/// A language model: perplexity on the val (or train) split next to the bigram baseline.
+int run_lm(const ParsedArgs& a, const std::string& ckpt) {
+  const std::string split = a.get("split", "val");
+  if (split != "val" && split != "train") throw UsageError(str("dynamoe eval: --split must be val or train for a language model, got '", split, "'"));
+  train::LMCheckpoint c = train::load_lm_checkpoint(ckpt, a.all("set"));
+  const int threads = train::set_threads(c.cfg.train.threads);
+  data::TokenCorpus corpus = data::open_token_corpus(train::lm_corpus_dir(c.cfg.data));
+  const data::TokenFile& tokens = split == "val" ? corpus.val : corpus.train;
+  models::lm::BigramLM bigram(corpus.train.data(), corpus.train.size(), corpus.vocab_size);
+  double bytes_per_token = 0;
+  try {
+    const auto& m = corpus.meta.at("splits").at(split);
+    bytes_per_token = m.at("text_bytes").get<double>() / m.at("tokens").get<double>();
+  } catch (const std::exception&) {
+  }
+  const int64_t max_tokens = a.get_int("tokens", c.cfg.lm.eval_tokens, 0);
+  train::LMEvalResult r = train::evaluate_lm(*c.model, tokens, c.cfg.lm.context, c.cfg.train.batch_size, max_tokens,
+                                             bytes_per_token, &bigram);
+  std::printf("checkpoint %s (step %lld, lm, %lld parameters, %d threads)\n", ckpt.c_str(),
+              static_cast<long long>(c.step), static_cast<long long>(c.model->num_parameters()), threads);
+  std::printf("%s perplexity: %.3f (loss %.4f nats/token, %.3f bits/byte) on %lld tokens; bigram baseline %.3f\n",
+              split.c_str(), r.perplexity, r.loss, r.bits_per_byte, static_cast<long long>(r.tokens),
+              r.bigram_perplexity);
+  if (!r.moe.empty()) std::printf("MoE blocks:\n%s", train::moe_table(r.moe).c_str());
+  return 0;
+}
+
 int run(const ParsedArgs& a) {
   if (!a.has("checkpoint")) throw UsageError("dynamoe eval: --checkpoint PATH is required; see dynamoe eval --help");
   const std::string ckpt = io::resolve_checkpoint(a.get("checkpoint"));
   const std::string cfg_path = (fs::path(ckpt) / "config.yaml").string();
   const config::Config cfg = config::parse_config(read_file(cfg_path), cfg_path, a.all("set"));
+  if (cfg.model.kind == "lm") return run_lm(a, ckpt);
   const std::string split = a.get("split", "test");
   if (split != "test" && split != "train") throw UsageError(str("dynamoe eval: --split must be test or train, got '", split, "'"));
   const int threads = train::set_threads(cfg.train.threads);
@@ -44,11 +76,14 @@ int run(const ParsedArgs& a) {
 Command eval_command() {
   return {{"eval",
            "evaluate a checkpoint (accuracy and loss)",
-           "dynamoe eval --checkpoint PATH [--split test|train] [--set KEY=VALUE]...",
+           "dynamoe eval --checkpoint PATH [--split test|train|val] [--tokens N] [--set KEY=VALUE]...",
            "PATH is a checkpoint folder (runs/<name>/checkpoints/step_<N>), a run folder (its newest\n"
-           "checkpoint) or a model.safetensors file inside a checkpoint folder.",
+           "checkpoint) or a model.safetensors file inside a checkpoint folder. Classifiers report\n"
+           "accuracy; language models report perplexity (and bits per byte) with the bigram baseline\n"
+           "fitted on the same train split, on val (default) or train.",
            {{"checkpoint", "PATH", "checkpoint folder, run folder or model.safetensors"},
-            {"split", "SPLIT", "test (default) or train"},
+            {"split", "SPLIT", "classifiers: test (default) or train; language models: val (default) or train"},
+            {"tokens", "N", "language models: score the first N tokens (default lm.eval_tokens; 0: all)"},
             {"set", "KEY=VALUE", "override a key of the saved config (e.g. data.dir)", true}},
            0},
           run};

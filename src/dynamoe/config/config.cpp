@@ -8,7 +8,7 @@ namespace dynamoe::config {
 Schema Config::schema() {
   Schema s;
   // model
-  s.add_string("model.kind", &model.kind, "model to build", {"mlp", "cnn", "moe_mlp", "moe_cnn"});
+  s.add_string("model.kind", &model.kind, "model to build", {"mlp", "cnn", "moe_mlp", "moe_cnn", "lm"});
   s.add_int_list("model.hidden", &model.hidden, "MLP hidden layer widths", 1);
   s.add_int_list("model.channels", &model.channels,
                  "CNN channels: one 3x3 conv (padding 1) + 2x2 max-pool per entry", 1);
@@ -73,9 +73,25 @@ Schema Config::schema() {
   s.add_float("moe.z_loss", &moe.z_loss, "coefficient of the ST-MoE router z-loss", 0.0);
   s.add_float("moe.entropy", &moe.entropy, "coefficient of the routing-entropy loss (spec default 1e-4 when used)", 0.0);
   s.add_float("moe.tsallis", &moe.tsallis, "multiplier of the DynMoLE Tsallis loss (1: as written)", 0.0);
+  // lm
+  s.add_int("lm.layers", &lm.layers, "language model: transformer blocks", 1, 256);
+  s.add_int("lm.heads", &lm.heads, "language model: attention heads (model.d_model must divide by it)", 1, 1024);
+  s.add_int("lm.context", &lm.context, "language model: tokens per training sequence, longest prompt", 2, 1 << 16);
+  s.add_int("lm.d_ff", &lm.d_ff, "language model: dense FFN hidden width (0: 4 * model.d_model)", 0);
+  s.add_string("lm.positions", &lm.positions, "language model: position encoding", {"rope", "learned"});
+  s.add_float("lm.rope_base", &lm.rope_base, "RoPE base (theta)", 1.0);
+  s.add_string("lm.attention_activation", &lm.attention_activation,
+               "active-attention sigma on V (QGMoE); identity is standard attention",
+               {"identity", "relu", "gelu", "silu", "tanh", "sigmoid"});
+  s.add_int("lm.moe_every", &lm.moe_every, "MoE feed-forward in every block (1), every other block (2) or none (0)", 0, 2);
+  s.add_bool("lm.tie_embeddings", &lm.tie_embeddings, "output projection shares the token embedding matrix");
+  s.add_bool("lm.allow_noncausal_router", &lm.allow_noncausal_router,
+             "permit a router whose choice depends on other (future) tokens, e.g. expert_choice");
+  s.add_int("lm.eval_tokens", &lm.eval_tokens, "val tokens scored per evaluation (0: the whole val split)", 0);
   // data
   s.add_string("data.dataset", &data.dataset, "dataset name (fetched ones live in data.dir/<name>)",
-               {"mnist", "fashion-mnist", "cifar10", "idx"});
+               {"mnist", "fashion-mnist", "cifar10", "idx", "python-docs", "kernel-docs", "jargon"});
+  s.add_string("data.tokenizer", &data.tokenizer, "text corpora: tokenizer of the token files", {"gpt2", "byte"});
   s.add_string("data.dir", &data.dir, "root folder of fetched datasets");
   s.add_string("data.path", &data.path,
                "explicit dataset folder (IDX: the 4 standard files; cifar10: the *_batch_*.bin files)");
@@ -129,6 +145,24 @@ void Config::validate() {
   if ((data.dataset == "idx" || data.dataset == "cifar10") && data.path.empty())
     throw ConfigError(str("config: data.path = '' must name a folder when data.dataset = '",
                           data.dataset, "'"));
+  const bool text = data.dataset == "python-docs" || data.dataset == "kernel-docs" || data.dataset == "jargon";
+  if ((model.kind == "lm") != text)
+    throw ConfigError(str("config: model.kind = '", model.kind, "' does not fit data.dataset = '", data.dataset,
+                          "' (the lm model trains on a text corpus; the other models on images)"));
+  if (model.kind == "lm") {
+    if (model.d_model % lm.heads != 0)
+      throw ConfigError(str("config: lm.heads = ", lm.heads, " is out of range (model.d_model = ", model.d_model,
+                            " must divide by it)"));
+    if (lm.positions == "rope" && (model.d_model / lm.heads) % 2 != 0)
+      throw ConfigError(str("config: lm.positions = 'rope' needs an even head width (model.d_model / lm.heads = ",
+                            model.d_model / lm.heads, ")"));
+    if (train.gradnoise_every > 0)
+      throw ConfigError(str("config: train.gradnoise_every = ", train.gradnoise_every,
+                            " is not supported for model.kind = 'lm' yet (set it to 0)"));
+    if (lm.moe_every > 0 && moe.router == "expert_choice" && !lm.allow_noncausal_router)
+      throw ConfigError("config: moe.router = 'expert_choice' is not causal: in a language model each expert's "
+                        "choice of tokens sees future positions (set lm.allow_noncausal_router = true to force it)");
+  }
   if (train.min_lr_ratio > 0 && train.schedule == "constant")
     throw ConfigError(str("config: train.min_lr_ratio = ", train.min_lr_ratio,
                           " has no effect with train.schedule = 'constant' (set it to 0)"));

@@ -13,7 +13,7 @@ namespace dynamoe::config {
 
 /// What network to build.
 struct ModelConfig {
-  std::string kind = "mlp";                    ///< registered model name (mlp, cnn)
+  std::string kind = "mlp";                    ///< registered model name (mlp, cnn, moe_mlp, moe_cnn), or lm
   std::vector<int64_t> hidden = {512, 256};    ///< MLP hidden widths
   std::vector<int64_t> channels = {32, 64};    ///< CNN conv channels (one 3x3 conv + 2x2 pool each)
   int64_t cnn_fc = 128;                        ///< CNN width of the fully connected layer
@@ -68,9 +68,26 @@ struct MoEConfig {
   double load_balance = 1e-2, z_loss = 1e-3, entropy = 0.0, tsallis = 0.0;
 };
 
+/// The decoder-only language model (model.kind = lm); width is model.d_model, the dense FFN
+/// activation model.activation, dropout model.dropout.
+struct LMConfig {
+  int64_t layers = 4;                          ///< transformer blocks
+  int64_t heads = 4;                           ///< attention heads (d_model divisible by heads)
+  int64_t context = 256;                       ///< tokens per training sequence and longest prompt
+  int64_t d_ff = 0;                            ///< dense FFN hidden width (0: 4 * d_model)
+  std::string positions = "rope";              ///< rope | learned
+  double rope_base = 10000.0;
+  std::string attention_activation = "identity";  ///< sigma of active-attention (identity: standard)
+  int64_t moe_every = 1;                       ///< 0: all dense; 1: MoE FFN in every block; 2: every other
+  bool tie_embeddings = true;                  ///< output projection = token embedding matrix
+  bool allow_noncausal_router = false;         ///< permit expert_choice (its routing sees future tokens)
+  int64_t eval_tokens = 0;                     ///< val tokens scored per evaluation (0: all)
+};
+
 /// Which data and how to read it.
 struct DataConfig {
-  std::string dataset = "fashion-mnist";       ///< mnist | fashion-mnist | cifar10 | idx
+  std::string dataset = "fashion-mnist";       ///< mnist | fashion-mnist | cifar10 | idx | a text corpus
+  std::string tokenizer = "gpt2";              ///< text corpora: gpt2 | byte
   std::string dir = "data";                    ///< root folder of fetched data
   std::string path;                            ///< explicit dataset folder (overrides dir/dataset)
   int64_t train_limit = 0;                     ///< use only the first N training examples (0: all)
@@ -107,6 +124,7 @@ struct TrainConfig {
 struct Config {
   ModelConfig model;
   MoEConfig moe;
+  LMConfig lm;
   DataConfig data;
   TrainConfig train;
 

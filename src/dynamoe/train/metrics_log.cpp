@@ -50,7 +50,8 @@ std::string csv_value(const nlohmann::json& v) {
 
 const std::vector<std::string>& MetricsLog::csv_columns() {
   static const std::vector<std::string> cols = {"step", "epoch", "split", "loss", "accuracy", "lr",
-                                                "grad_norm", "samples_per_s", "elapsed_s", "aux_loss", "active_experts"};
+                                                "grad_norm", "samples_per_s", "elapsed_s", "aux_loss", "active_experts",
+                                                "perplexity", "tokens_per_s"};
   return cols;
 }
 

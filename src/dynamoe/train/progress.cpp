@@ -4,9 +4,10 @@
 
 namespace dynamoe::train {
 
-Progress::Progress(std::ostream& out, bool live, int64_t first_step, int64_t total_steps, int64_t log_every)
+Progress::Progress(std::ostream& out, bool live, int64_t first_step, int64_t total_steps, int64_t log_every,
+                   std::string unit)
     : out_(out), live_(live), first_step_(first_step), total_(total_steps), log_every_(log_every),
-      start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
+      unit_(std::move(unit)), start_(std::chrono::steady_clock::now()), last_draw_(start_) {}
 
 std::string Progress::eta(int64_t step) const {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -19,11 +20,11 @@ std::string Progress::eta(int64_t step) const {
   return buf;
 }
 
-void Progress::update(int64_t step, double loss, double lr, double samples_per_s) {
+void Progress::update(int64_t step, double loss, double lr, double per_second) {
   char line[256];
   const int width = static_cast<int>(std::to_string(total_).size());
-  std::snprintf(line, sizeof(line), "step %*lld/%lld  loss %.4f  lr %.3g  %.0f samples/s  ETA %s", width,
-                static_cast<long long>(step), static_cast<long long>(total_), loss, lr, samples_per_s,
+  std::snprintf(line, sizeof(line), "step %*lld/%lld  loss %.4f  lr %.3g  %.0f %s/s  ETA %s", width,
+                static_cast<long long>(step), static_cast<long long>(total_), loss, lr, per_second, unit_.c_str(),
                 eta(step).c_str());
   if (live_) {
     auto now = std::chrono::steady_clock::now();

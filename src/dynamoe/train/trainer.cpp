@@ -12,11 +12,13 @@
 #include "dynamoe/models/classifier.h"
 #include "dynamoe/train/evaluate.h"
 #include "dynamoe/train/gradnoise.h"
+#include "dynamoe/train/lm_trainer.h"
 #include "dynamoe/train/lr_schedule.h"
 #include "dynamoe/train/metrics_log.h"
 #include "dynamoe/train/moe_report.h"
 #include "dynamoe/train/optimizer.h"
 #include "dynamoe/train/progress.h"
+#include "dynamoe/train/run_folder.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -38,29 +40,12 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
-/// The run folder and the configuration to use (the saved one when resuming).
-std::pair<std::string, config::Config> resolve_run(const config::Config& cfg, const TrainOptions& opts) {
-  if (!opts.resume.empty()) {
-    std::string dir = opts.resume;
-    if (!fs::exists(fs::path(dir) / "config.yaml") && fs::exists(fs::path(cfg.train.runs_dir) / dir / "config.yaml"))
-      dir = (fs::path(cfg.train.runs_dir) / dir).string();
-    DYNAMOE_CHECK(fs::exists(fs::path(dir) / "config.yaml"), "--resume: '", opts.resume,
-                  "' is not a run folder (no config.yaml)");
-    const std::string where = (fs::path(dir) / "config.yaml").string();
-    config::Config saved = config::parse_config(read_file(where), where, opts.overrides);
-    return {dir, saved};
-  }
-  DYNAMOE_CHECK(!opts.name.empty(), "train: a run name is needed");
-  DYNAMOE_CHECK(opts.name.find('/') == std::string::npos && opts.name != "." && opts.name != "..",
-                "--name '", opts.name, "' must be a plain folder name");
-  return {(fs::path(cfg.train.runs_dir) / opts.name).string(), cfg};
-}
-
 }  // namespace
 
 TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts) {
   std::ostream& out = opts.out ? *opts.out : std::cout;
   auto [run_dir, cfg] = resolve_run(cfg_in, opts);
+  if (cfg.model.kind == "lm") return run_lm_training(run_dir, cfg, opts);
   const bool resuming = !opts.resume.empty();
   const config::TrainConfig& tc = cfg.train;
 
@@ -92,14 +77,7 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
     io::set_cpu_rng_state(state.rng_state, ckpt);
     out << "resuming " << run_dir << " from step " << state.step << " (" << ckpt << ")\n";
   } else {
-    if (fs::exists(run_dir)) {
-      DYNAMOE_CHECK(opts.overwrite, "run folder '", run_dir,
-                    "' already exists: pass --resume ", run_dir, " to continue it, --overwrite to replace it, "
-                    "or another --name");
-      fs::remove_all(run_dir);
-    }
-    make_dirs(run_dir);
-    write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_yaml);
+    create_run_folder(run_dir, config_yaml, opts.overwrite);
   }
   MetricsLog metrics(run_dir, resuming ? state.step : -1);
 

@@ -22,7 +22,8 @@ struct TrainOptions {
 struct TrainResult {
   std::string run_dir, checkpoint;
   int64_t steps = 0;
-  double test_loss = 0, test_accuracy = 0;
+  double test_loss = 0, test_accuracy = 0;      ///< language models: val loss (nats/token), 0
+  double perplexity = 0, bigram_perplexity = 0;  ///< language models: val perplexity, its bigram baseline
   double seconds = 0;
 };
 

@@ -1,0 +1,38 @@
+#include "dynamoe/train/run_folder.h"
+
+#include <filesystem>
+
+#include "dynamoe/util/atomic_file.h"
+#include "dynamoe/util/error.h"
+
+namespace dynamoe::train {
+namespace fs = std::filesystem;
+
+std::pair<std::string, config::Config> resolve_run(const config::Config& cfg, const TrainOptions& opts) {
+  if (!opts.resume.empty()) {
+    std::string dir = opts.resume;
+    if (!fs::exists(fs::path(dir) / "config.yaml") && fs::exists(fs::path(cfg.train.runs_dir) / dir / "config.yaml"))
+      dir = (fs::path(cfg.train.runs_dir) / dir).string();
+    DYNAMOE_CHECK(fs::exists(fs::path(dir) / "config.yaml"), "--resume: '", opts.resume,
+                  "' is not a run folder (no config.yaml)");
+    const std::string where = (fs::path(dir) / "config.yaml").string();
+    config::Config saved = config::parse_config(read_file(where), where, opts.overrides);
+    return {dir, saved};
+  }
+  DYNAMOE_CHECK(!opts.name.empty(), "train: a run name is needed");
+  DYNAMOE_CHECK(opts.name.find('/') == std::string::npos && opts.name != "." && opts.name != "..",
+                "--name '", opts.name, "' must be a plain folder name");
+  return {(fs::path(cfg.train.runs_dir) / opts.name).string(), cfg};
+}
+
+void create_run_folder(const std::string& run_dir, const std::string& config_yaml, bool overwrite) {
+  if (fs::exists(run_dir)) {
+    DYNAMOE_CHECK(overwrite, "run folder '", run_dir, "' already exists: pass --resume ", run_dir,
+                  " to continue it, --overwrite to replace it, or another --name");
+    fs::remove_all(run_dir);
+  }
+  make_dirs(run_dir);
+  write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_yaml);
+}
+
+}  // namespace dynamoe::train
