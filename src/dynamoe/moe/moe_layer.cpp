@@ -191,7 +191,12 @@ MoELayerOutput MoELayerImpl::forward(const at::Tensor& x, const at::Tensor& prev
   st.dropped = r.dropped;
   st.drop_rate = r.assignments_before_capacity > 0 ? double(r.dropped) / r.assignments_before_capacity : 0;
   at::Tensor p = r.probs.detach().to(torch::kDouble);
-  st.entropy = N ? (-torch::special::xlogy(p, p).sum(1)).mean().item<double>() : 0;
+  at::Tensor token_entropy = -torch::special::xlogy(p, p).sum(1);  // [N] double
+  st.entropy = N ? token_entropy.mean().item<double>() : 0;
+  at::Tensor token_entropy_f = token_entropy.to(torch::kFloat).contiguous();
+  st.token_entropy.assign(token_entropy_f.data_ptr<float>(), token_entropy_f.data_ptr<float>() + N);
+  at::Tensor active_i32 = active.to(torch::kInt).contiguous();
+  st.token_active.assign(active_i32.data_ptr<int32_t>(), active_i32.data_ptr<int32_t>() + N);
   if (r.h_norm.defined()) st.tsallis_h_norm = r.h_norm.to(torch::kDouble).mean().item<double>();
   if (is_training()) last_load_ = st.expert_tokens;
   return out;

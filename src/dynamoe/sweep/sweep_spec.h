@@ -1,0 +1,86 @@
+#pragma once
+// A sweep file: a base config, overrides for every run, and grids of runs (the main grid plus
+// extra grids such as a dense baseline), each the product of its axes. Format: docs/sweeps.md.
+//
+//   SweepSpec spec = load_sweep("configs/studies/dynamoe-quick.yaml");
+//   std::vector<SweepRun> runs = expand(spec);   // deterministic order and names
+//   validate_runs(spec, runs);                    // ConfigError naming the run and the key
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dynamoe/config/config.h"
+
+namespace dynamoe::sweep {
+
+/// One value of an axis: its label (used in run names and reports) and the overrides it sets.
+struct AxisValue {
+  std::string label;
+  std::vector<std::string> overrides;  ///< "key=value", e.g. "moe.schedule=descending"
+};
+
+/// One axis of a grid: a config key with a list of values, or a name with named values.
+struct Axis {
+  std::string name;  ///< "schedule" for `moe.schedule: [...]` (the key's last part), "size" for `size: {...}`
+  std::string key;   ///< the config key of a plain list axis ("moe.schedule"); "" for named values
+  std::vector<AxisValue> values;
+};
+
+/// A partial assignment axis name -> label (exclude / only entries).
+using CellMatch = std::map<std::string, std::string>;
+
+/// A grid of runs: the product of its axes, minus `exclude`, restricted to `only` when given.
+struct Grid {
+  std::string name;                    ///< "" for the main grid; else the prefix of its run names
+  std::vector<std::string> overrides;  ///< set for every run of the grid (after the sweep's `set`)
+  std::vector<Axis> axes;
+  std::vector<CellMatch> exclude, only;
+};
+
+/// How `dynamoe report` lays out the runs (axis names; defaults from the main grid's axes).
+struct ReportLayout {
+  std::string color;                ///< series colour within a chart (default: the first axis)
+  std::string facet;                ///< chart columns (default: the second axis; "" for none)
+  std::vector<std::string> select;  ///< chosen with drop-down menus (default: the other axes)
+  std::string seed = "seed";        ///< the axis averaged over (mean +- std)
+};
+
+/// A parsed sweep file.
+struct SweepSpec {
+  std::string name;                    ///< sweep folder name (default: the file's stem)
+  std::string file;                    ///< the sweep file ("" when parsed from text)
+  std::string base_yaml;               ///< the base config as YAML text
+  std::string base_where;              ///< names the base in errors (its path, or "<file>: base")
+  std::vector<std::string> overrides;  ///< the sweep's `set`, applied to every run
+  std::vector<Grid> grids;             ///< grids[0] is the main grid (`axes`), then `extra`
+  ReportLayout layout;
+};
+
+/// One run of a sweep.
+struct SweepRun {
+  std::string name;                                        ///< folder name, e.g. "descending-dynamoe-mnist-s-seed0"
+  std::string grid;                                        ///< "" (main grid) or the extra grid's name
+  std::vector<std::pair<std::string, std::string>> axes;  ///< (axis name, label), in axis order
+  std::vector<std::string> overrides;                      ///< on top of the base: sweep set, grid set, axes
+};
+
+/// Parses a sweep file's text; `file` resolves a relative `base:` path and names the file in errors.
+/// Throws ConfigError (one line naming the file and the entry) on any mistake.
+SweepSpec parse_sweep(const std::string& yaml_text, const std::string& file);
+/// Reads and parses a sweep file.
+SweepSpec load_sweep(const std::string& path);
+
+/// Every run of the sweep, grid by grid, each grid in row-major order of its axes (the last axis
+/// varies fastest). Names are unique (a duplicate is a ConfigError).
+std::vector<SweepRun> expand(const SweepSpec& spec);
+
+/// Resolves every run's config (base + overrides) and validates it; the first failure is a
+/// ConfigError "sweep FILE: run NAME: <what is wrong>". Returns the configs in run order.
+std::vector<config::Config> resolve_runs(const SweepSpec& spec, const std::vector<SweepRun>& runs);
+
+/// Restricts a label to characters safe in a folder name ([A-Za-z0-9._+=] kept, others '_').
+std::string sanitize_label(const std::string& text);
+
+}  // namespace dynamoe::sweep
