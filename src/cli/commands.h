@@ -24,5 +24,6 @@ Command tokenize_command();
 Command generate_command();
 Command sweep_command();
 Command report_command();
+Command results_command();
 
 }  // namespace dynamoe::cli

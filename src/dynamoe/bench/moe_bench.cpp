@@ -33,12 +33,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-std::string fmt(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
-
 /// One MoE problem: a linear gate and E SwiGLU experts (the peers' layout: stacked weights).
 struct Problem {
   std::string id;

@@ -18,6 +18,7 @@
 #include "dynamoe/report/png.h"
 #include "dynamoe/report/report_page.h"
 #include "dynamoe/report/run_data.h"
+#include "dynamoe/report/stats.h"
 #include "dynamoe/sweep/model_info.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
@@ -30,22 +31,6 @@ namespace {
 
 void say(std::ostream* log, const std::string& line) {
   if (log) *log << line << std::endl;
-}
-
-double mean(const std::vector<double>& v) {
-  if (v.empty()) return std::nan("");
-  double s = 0;
-  for (double x : v) s += x;
-  return s / static_cast<double>(v.size());
-}
-
-/// Sample standard deviation (n - 1); 0 for a single value.
-double stdev(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / static_cast<double>(v.size() - 1));
 }
 
 json num(double v) { return std::isfinite(v) ? json(v) : json(); }
@@ -78,12 +63,6 @@ std::string script_json(const json& j) {
     }
   }
   return out;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
 }
 
 /// A group of runs that differ only by seed.

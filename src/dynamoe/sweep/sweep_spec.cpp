@@ -204,10 +204,10 @@ Grid parse_grid(const YAML::Node& node, const std::string& name, const Grid* mai
   for (const auto& kv : node) {
     const std::string k = kv.first.Scalar();
     static const std::set<std::string> grid_keys = {"name", "set", "axes", "exclude", "only"};
-    static const std::set<std::string> top_keys = {"base", "extra", "report"};
+    static const std::set<std::string> top_keys = {"base", "extra", "report", "results"};
     if (!grid_keys.count(k) && (main || !top_keys.count(k)))
       ctx.fail(kv.first, str("unknown entry '", k, "' (", main ? "an extra grid has" : "a sweep file has",
-                             " name, set, axes, exclude, only", main ? "" : ", base, extra, report", ")"));
+                             " name, set, axes, exclude, only", main ? "" : ", base, extra, report, results", ")"));
   }
   return g;
 }
@@ -226,6 +226,150 @@ bool matches(const CellMatch& m, const std::vector<std::pair<std::string, std::s
     if (it == cell.end() || it->second != label) return false;
   }
   return true;
+}
+
+/// The labels of `axis` in `g` (nullptr when the grid has no such axis).
+const Axis* grid_axis(const Grid& g, const std::string& axis) { return find_axis(g.axes, axis); }
+
+bool has_label(const Axis& a, const std::string& label) {
+  return std::any_of(a.values.begin(), a.values.end(), [&](const AxisValue& v) { return v.label == label; });
+}
+
+std::vector<std::string> string_list(const YAML::Node& n, const std::string& what, const Context& ctx) {
+  std::vector<std::string> out;
+  if (n.IsScalar()) return {n.Scalar()};
+  if (!n.IsSequence()) ctx.fail(n, str(what, ": expected a name or a list of names"));
+  for (const auto& x : n) {
+    if (!x.IsScalar()) ctx.fail(x, str(what, ": expected a name"));
+    out.push_back(x.Scalar());
+  }
+  return out;
+}
+
+/// Metrics a claim can test: summary.json fields and the gradient-noise series.
+const std::map<std::string, bool>& claim_metrics() {  // name -> higher is better
+  static const std::map<std::string, bool> m = {
+      {"test_accuracy", true},        {"test_loss", false},          {"val_perplexity", false},
+      {"val_loss", false},            {"val_bits_per_byte", false},  {"gradnoise_trace", false},
+      {"gradnoise_ratio", false},     {"moe_gradnoise_trace", false}, {"moe_gradnoise_ratio", false}};
+  return m;
+}
+
+ClaimSpec parse_claim(const YAML::Node& n, const SweepSpec& spec, const Context& ctx) {
+  if (!n.IsMap()) ctx.fail(n, "results.claims: every claim is a mapping (id, claim, metric, compare or best, ...)");
+  ClaimSpec c;
+  const auto need = [&](const char* key) {
+    if (!n[key] || !n[key].IsScalar() || n[key].Scalar().empty()) ctx.fail(n, str("results.claims: a claim needs '", key, "'"));
+    return n[key].Scalar();
+  };
+  c.id = need("id");
+  if (!plain_name(c.id)) ctx.fail(n["id"], str("results.claims: id '", c.id, "' must be a plain name (letters, digits, . _ + = -)"));
+  c.claim = need("claim");
+  c.metric = need("metric");
+  const auto& metrics = claim_metrics();
+  auto mt = metrics.find(c.metric);
+  if (mt == metrics.end()) {
+    std::string names;
+    for (const auto& [k, v] : metrics) names += (names.empty() ? "" : ", ") + k;
+    ctx.fail(n["metric"], str("claim '", c.id, "': unknown metric '", c.metric, "' (one of ", names, ")"));
+  }
+  c.maximize = mt->second;
+  if (n["goal"]) {
+    const std::string g = n["goal"].Scalar();
+    if (g != "max" && g != "min") ctx.fail(n["goal"], str("claim '", c.id, "': goal '", g, "' must be max or min"));
+    c.maximize = g == "max";
+  }
+  if (n["source"]) c.source = n["source"].Scalar();
+  c.grid = n["grid"] ? n["grid"].Scalar() : "";
+  if (c.grid == "main") c.grid = "";
+  const Grid* grid = nullptr;
+  for (const auto& g : spec.grids)
+    if (g.name == c.grid) grid = &g;
+  if (!grid) ctx.fail(n["grid"], str("claim '", c.id, "': no grid '", c.grid, "'"));
+  const bool cmp = static_cast<bool>(n["compare"]), best = static_cast<bool>(n["best"]);
+  if (cmp == best) ctx.fail(n, str("claim '", c.id, "': give exactly one of compare: {axis, better, than} and best: {axis, across}"));
+  const YAML::Node body = cmp ? n["compare"] : n["best"];
+  c.kind = cmp ? "compare" : "best";
+  if (!body.IsMap() || !body["axis"]) ctx.fail(body, str("claim '", c.id, "': ", c.kind, ": expected a mapping with 'axis'"));
+  c.axis = body["axis"].Scalar();
+  const Axis* axis = grid_axis(*grid, c.axis);
+  if (!axis) ctx.fail(body["axis"], str("claim '", c.id, "': the ", c.grid.empty() ? "main grid" : "grid '" + c.grid + "'",
+                                        " has no axis '", c.axis, "'"));
+  if (spec.layout.seed == c.axis) ctx.fail(body["axis"], str("claim '", c.id, "': '", c.axis, "' is the seed axis"));
+  auto check_label = [&](const Axis& a, const std::string& label, const YAML::Node& where) {
+    if (!has_label(a, label)) {
+      std::string labels;
+      for (const auto& v : a.values) labels += (labels.empty() ? "" : ", ") + v.label;
+      ctx.fail(where, str("claim '", c.id, "': axis '", a.name, "' has no value '", label, "' (", labels, ")"));
+    }
+  };
+  if (cmp) {
+    if (!body["better"] || !body["than"]) ctx.fail(body, str("claim '", c.id, "': compare needs 'better' and 'than'"));
+    c.better = string_list(body["better"], "compare.better", ctx);
+    c.than = body["than"].Scalar();
+    for (const auto& l : c.better) check_label(*axis, l, body["better"]);
+    check_label(*axis, c.than, body["than"]);
+  } else {
+    if (body["across"]) c.across = string_list(body["across"], "best.across", ctx);
+    if (c.across.empty()) ctx.fail(body, str("claim '", c.id, "': best needs 'across' (the axes the best label depends on)"));
+    for (const auto& a : c.across) {
+      if (!grid_axis(*grid, a) || a == c.axis || a == spec.layout.seed)
+        ctx.fail(body["across"], str("claim '", c.id, "': across: '", a, "' is not another axis of the grid"));
+    }
+    if (const YAML::Node e = body["expect"]) {
+      if (!e.IsMap() || c.across.size() != 1)
+        ctx.fail(e, str("claim '", c.id, "': expect: a mapping from labels of the one 'across' axis to the claimed best"));
+      for (const auto& kv : e) {
+        check_label(*grid_axis(*grid, c.across[0]), kv.first.Scalar(), kv.first);
+        check_label(*axis, kv.second.Scalar(), kv.second);
+        c.expect[kv.first.Scalar()] = kv.second.Scalar();
+      }
+    }
+  }
+  if (const YAML::Node w = n["where"]) {
+    if (!w.IsMap()) ctx.fail(w, str("claim '", c.id, "': where: expected a mapping axis: label"));
+    for (const auto& kv : w) {
+      const Axis* a = grid_axis(*grid, kv.first.Scalar());
+      if (!a) ctx.fail(kv.first, str("claim '", c.id, "': where: no axis '", kv.first.Scalar(), "'"));
+      check_label(*a, kv.second.Scalar(), kv.second);
+      c.where[kv.first.Scalar()] = kv.second.Scalar();
+    }
+  }
+  for (const auto& kv : n) {
+    static const std::set<std::string> keys = {"id", "claim", "source", "metric", "goal", "grid", "compare", "best", "where"};
+    if (!keys.count(kv.first.Scalar()))
+      ctx.fail(kv.first, str("claim '", c.id, "': unknown entry '", kv.first.Scalar(),
+                             "' (id, claim, source, metric, goal, grid, compare, best, where)"));
+  }
+  return c;
+}
+
+ResultsSpec parse_results(const YAML::Node& n, const SweepSpec& spec, const Context& ctx) {
+  ResultsSpec r;
+  if (!n) return r;
+  if (!n.IsMap()) ctx.fail(n, "results: expected a mapping (title, intro, out, figures, claims)");
+  for (const auto& kv : n) {
+    static const std::set<std::string> keys = {"title", "intro", "out", "figures", "claims"};
+    if (!keys.count(kv.first.Scalar()))
+      ctx.fail(kv.first, str("results: unknown entry '", kv.first.Scalar(), "' (title, intro, out, figures, claims)"));
+  }
+  if (n["title"]) r.title = n["title"].Scalar();
+  if (n["intro"]) r.intro = n["intro"].Scalar();
+  if (n["out"]) {
+    fs::path p = n["out"].Scalar();
+    if (p.is_relative() && !spec.file.empty()) p = fs::path(spec.file).parent_path() / p;
+    r.out = p.lexically_normal().string();
+  }
+  if (n["figures"]) r.figures = string_list(n["figures"], "results.figures", ctx);
+  if (const YAML::Node cl = n["claims"]) {
+    if (!cl.IsSequence()) ctx.fail(cl, "results.claims: expected a list of claims");
+    for (const auto& c : cl) {
+      r.claims.push_back(parse_claim(c, spec, ctx));
+      for (size_t i = 0; i + 1 < r.claims.size(); ++i)
+        if (r.claims[i].id == r.claims.back().id) ctx.fail(c, str("results.claims: two claims have the id '", r.claims.back().id, "'"));
+    }
+  }
+  return r;
 }
 
 }  // namespace
@@ -341,6 +485,7 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& file) {
     for (const auto& kv : rep)
       if (!std::set<std::string>{"color", "facet", "select", "seed"}.count(kv.first.Scalar()))
         ctx.fail(kv.first, str("report: unknown entry '", kv.first.Scalar(), "' (color, facet, select, seed)"));
+  spec.results = parse_results(root["results"], spec, ctx);
   return spec;
 }
 

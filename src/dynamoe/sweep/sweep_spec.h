@@ -47,6 +47,35 @@ struct ReportLayout {
   std::string seed = "seed";        ///< the axis averaged over (mean +- std)
 };
 
+/// One claim of a paper, tested on the sweep's finished runs by `dynamoe results` (docs/sweeps.md).
+///   compare: each label of `better` against `than` on `axis`, within every combination of the
+///            grid's other axes (the seed axis gives the replicates);
+///   best:    the best label of `axis` in every cell, and whether the ranking depends on `across`.
+struct ClaimSpec {
+  std::string id;                       ///< short name (a heading anchor)
+  std::string claim;                    ///< the claim as tested, in plain words
+  std::string source;                   ///< where the claim comes from (paper, figure)
+  std::string kind;                     ///< "compare" or "best"
+  std::string grid;                     ///< the grid whose runs are used ("" the main grid)
+  std::string axis;                     ///< the axis whose labels are compared
+  std::vector<std::string> better;      ///< compare: the labels claimed better ...
+  std::string than;                     ///< ... than this one
+  std::vector<std::string> across;      ///< best: the axes the best label is claimed to depend on
+  std::map<std::string, std::string> expect;  ///< best, one `across` axis: its label -> the claimed best
+  CellMatch where;                      ///< only runs with these labels
+  std::string metric;                   ///< test_accuracy, val_perplexity, gradnoise_trace, ... (docs/sweeps.md)
+  bool maximize = true;                 ///< higher is better (accuracy) or lower (loss, perplexity, noise)
+};
+
+/// The `results:` section: what `dynamoe results` writes about the finished sweep.
+struct ResultsSpec {
+  std::string title;                 ///< page title (default: the sweep name)
+  std::string intro;                 ///< Markdown placed after the title (setup, differences from the paper)
+  std::string out;                   ///< the page (given relative to the sweep file; "": <sweep dir>/results-page.md)
+  std::vector<std::string> figures;  ///< file names or * patterns in the report's figures/ to copy beside the page
+  std::vector<ClaimSpec> claims;
+};
+
 /// A parsed sweep file.
 struct SweepSpec {
   std::string name;                    ///< sweep folder name (default: the file's stem)
@@ -56,6 +85,7 @@ struct SweepSpec {
   std::vector<std::string> overrides;  ///< the sweep's `set`, applied to every run
   std::vector<Grid> grids;             ///< grids[0] is the main grid (`axes`), then `extra`
   ReportLayout layout;
+  ResultsSpec results;
 };
 
 /// One run of a sweep.

@@ -28,12 +28,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-
 /// Bytes of text per token of the val split, from the corpus meta (0 when unknown).
 double val_bytes_per_token(const data::TokenCorpus& c) {
   try {

@@ -32,16 +32,6 @@ int set_threads(int64_t threads) {
   return n;
 }
 
-namespace {
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-
-}  // namespace
-
 TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts) {
   std::ostream& out = opts.out ? *opts.out : std::cout;
   auto [run_dir, cfg] = resolve_run(cfg_in, opts);

@@ -1,5 +1,6 @@
 #pragma once
 // dynamoe::Error and its kinds. The library throws; only the CLI decides exit codes.
+#include <cstdio>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -33,6 +34,13 @@ std::string str(const Args&... args) {
   std::ostringstream os;
   detail::str_into(os, args...);
   return os.str();
+}
+
+/// One number formatted with a printf format: fmt("%.2f", 0.125) == "0.13".
+inline std::string fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), format, v);
+  return buf;
 }
 
 }  // namespace dynamoe

@@ -1,0 +1,48 @@
+#pragma once
+// Small-sample statistics for study results: mean, sample standard deviation, Welch's t-test,
+// the one-sample t-test and the interaction F-test of a two-way layout. Plain C++ (no torch).
+//
+//   WelchTest w = welch_test({0.91, 0.92, 0.90}, {0.89, 0.88, 0.90});
+//   if (w.p < 0.05) ...   // two-sided
+#include <vector>
+
+namespace dynamoe::report {
+
+/// Arithmetic mean (NaN for no values).
+double mean(const std::vector<double>& v);
+/// Sample standard deviation (divisor n - 1); 0 for fewer than two values.
+double stdev(const std::vector<double>& v);
+
+/// Regularized incomplete beta function I_x(a, b), a, b > 0, x in [0, 1].
+double incomplete_beta(double a, double b, double x);
+/// Two-sided p-value of Student's t with `df` degrees of freedom: P(|T| >= |t|).
+double student_t_p(double t, double df);
+/// Upper tail of Fisher's F with (d1, d2) degrees of freedom: P(F >= f).
+double f_upper_p(double f, double d1, double d2);
+
+struct WelchTest {
+  double diff = 0;  ///< mean(a) - mean(b)
+  double t = 0, df = 0;
+  double p = 1;     ///< two-sided; 1 when a test is impossible (fewer than 2 values on a side, no variance)
+};
+/// Welch's unequal-variance t-test of mean(a) - mean(b). When both samples have zero variance
+/// the difference is exact: p = 0 if the means differ, 1 if they are equal.
+WelchTest welch_test(const std::vector<double>& a, const std::vector<double>& b);
+
+struct OneSampleTest {
+  double mean = 0, sd = 0, t = 0, df = 0;
+  double p = 1;  ///< two-sided test of mean == 0 (1 for fewer than two values)
+};
+OneSampleTest one_sample_test(const std::vector<double>& x);
+
+/// The interaction test of a two-way layout: factor A (rows) x factor B (columns), replicates
+/// in each cell. Cells may hold different numbers of replicates (unweighted means with the
+/// harmonic mean replicate count); every cell needs at least one value and some cell two.
+struct InteractionTest {
+  double f = 0, df_interaction = 0, df_error = 0;
+  double p = 1;         ///< P(F >= f) for the A x B interaction
+  double p_main_a = 1;  ///< the main effect of A (same error term)
+};
+InteractionTest interaction_test(const std::vector<std::vector<std::vector<double>>>& cells);  // [A][B][replicate]
+
+}  // namespace dynamoe::report
