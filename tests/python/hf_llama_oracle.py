@@ -24,60 +24,17 @@ Written from the formulas of transformers' modeling_llama.py (no code shared wit
         causal mask) v; heads concatenated, then o_proj
   MLP: down(silu(gate(x)) * up(x)); layer: h += attn(norm1(h)); h += mlp(norm2(h))
   logits = norm(h) lm_head^T (lm_head = embed_tokens when tie_word_embeddings)
-Needs only Debian's python3-torch (no PyPI packages); safetensors is read and written here.
+Needs only Debian's python3-torch (no PyPI packages); safetensors files: safetensors_io.py.
 """
 import argparse
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
 
-# ----------------------------------------------------------------------------- safetensors
-
-DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-          "I64": torch.int64, "I32": torch.int32}
-NAMES = {v: k for k, v in DTYPES.items()}
-
-
-def write_safetensors(path, tensors, metadata=None):
-    """tensors: list of (name, tensor). Returns the number of data bytes."""
-    header, chunks, off = {}, [], 0
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    for name, t in tensors:
-        t = t.detach().contiguous().cpu()
-        raw = (t.view(torch.int16) if t.dtype in (torch.bfloat16, torch.float16) else t).numpy().tobytes()
-        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        chunks.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for c in chunks:
-            f.write(c)
-    return off
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n].decode("utf-8"))
-    header.pop("__metadata__", None)
-    data = blob[8 + n:]
-    out = {}
-    for name, e in header.items():
-        b, end = e["data_offsets"]
-        dt = DTYPES[e["dtype"]]
-        t = torch.frombuffer(bytearray(data[b:end]), dtype=dt).clone() if end > b else torch.empty(0, dtype=dt)
-        out[name] = t.reshape(e["shape"])
-    return out
-
+from safetensors_io import DTYPES, read_safetensors, write_safetensors
 
 # ----------------------------------------------------------------------------- checkpoint
 
@@ -158,7 +115,7 @@ def load_checkpoint(d):
             files = [os.path.join(d, x) for x in sorted(set(json.load(f)["weight_map"].values()))]
     w = {}
     for path in files:
-        w.update(read_safetensors(path))
+        w.update(read_safetensors(path)[0])
     return cfg, {n: t.to(torch.float64) for n, t in w.items()}
 
 
@@ -251,7 +208,7 @@ def main():
     if a.cmd == "batch":
         run_batch(a.spec)
     else:
-        ids = read_safetensors(a.ids)["ids"].to(torch.int64)
+        ids = read_safetensors(a.ids)[0]["ids"].to(torch.int64)
         write_safetensors(a.out, [("logits", logits_for_dir(a.dir, ids))])
     return 0
 

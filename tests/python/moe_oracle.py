@@ -77,73 +77,14 @@ Readings of the spec (where it leaves a choice, this is the oracle's interpretat
   * k_max: --k-max if given, else the out file's metadata key "k_max" if present, else 0.
 """
 import argparse
-import json
 import math
-import struct
 import sys
 from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
 
-# ----------------------------------------------------------------------------- safetensors
-
-ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-             "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-             "U8": torch.uint8, "BOOL": torch.bool}
-ST_NAMES = {v: k for k, v in ST_DTYPES.items()}
-
-
-def read_safetensors(path):
-    """Returns (tensors, metadata). Format: u64 LE header length, JSON header, raw LE data."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 8:
-        raise ValueError(f"{path}: too short for a safetensors file")
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n].decode("utf-8"))
-    data = blob[8 + n:]
-    meta = header.pop("__metadata__", None) or {}
-    out = {}
-    for name, e in header.items():
-        if e["dtype"] not in ST_DTYPES:
-            raise ValueError(f"{path}: tensor {name}: unsupported dtype {e['dtype']}")
-        dt = ST_DTYPES[e["dtype"]]
-        b, end = e["data_offsets"]
-        if sys.byteorder != "little":
-            raise RuntimeError("big-endian hosts are not supported")
-        if end > b:
-            t = torch.frombuffer(bytearray(data[b:end]), dtype=dt).clone()
-        else:
-            t = torch.empty(0, dtype=dt)
-        out[name] = t.reshape(e["shape"])
-    return out, meta
-
-
-def write_safetensors(path, tensors, metadata=None):
-    header = {}
-    if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    chunks, off = [], 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous().cpu()
-        if t.dtype == torch.bool:
-            raw = t.to(torch.uint8).numpy().tobytes()
-        elif t.dtype in (torch.bfloat16, torch.float16):
-            raw = t.view(torch.int16).numpy().tobytes()
-        else:
-            raw = t.numpy().tobytes()
-        header[name] = {"dtype": ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        chunks.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for c in chunks:
-            f.write(c)
-
+from safetensors_io import NAMES as ST_NAMES, read_safetensors
 
 # ----------------------------------------------------------------------------- config
 
