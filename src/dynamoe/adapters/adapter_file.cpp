@@ -12,12 +12,6 @@
 namespace dynamoe::adapters {
 namespace {
 
-std::string shape_text(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
   std::stringstream ss(s);
@@ -96,7 +90,7 @@ std::vector<std::string> load_adapters(models::hf::LlamaForCausalLMImpl& lm, con
     for (const auto& [suffix, shape] : {std::make_pair(".adapter.lora_A", a_shape), std::make_pair(".adapter.lora_B", b_shape)}) {
       const at::Tensor& x = f.at(t + suffix);
       if (x.sizes() != at::IntArrayRef(shape))
-        throw Error(str(path, ": ", t, suffix, " has shape ", shape_text(x.sizes()), ", the model needs ", shape_text(shape)));
+        throw Error(dynamoe::str(path, ": ", t, suffix, " has shape ", x.sizes(), ", the model needs ", at::IntArrayRef(shape)));
     }
   }
   if (f.tensors.size() != 2 * targets.size())

@@ -73,14 +73,11 @@ Table collect(const SweepData& data, const sweep::ClaimSpec& c) {
   return t;
 }
 
+/// format_gain with its unit: "x0.950 (-5.0%)", "+0.12 points".
 std::string gain_text(const std::string& metric, double gain, bool maximize) {
-  if (log_scale_metric(metric)) {
-    // gain = log(than) - log(better) when lower is better: the ratio better / than is exp(-gain)
-    const double ratio = std::exp(maximize ? gain : -gain);
-    return "x" + fmt("%.3f", ratio) + " (" + fmt("%+.1f", 100 * (ratio - 1)) + "%)";
-  }
-  if (metric == "test_accuracy") return fmt("%+.2f", 100 * gain) + " points";
-  return fmt("%+.4f", gain);
+  if (log_scale_metric(metric))
+    return format_gain(metric, gain, maximize) + " (" + fmt("%+.1f", 100 * (std::exp(maximize ? gain : -gain) - 1)) + "%)";
+  return format_gain(metric, gain, maximize) + (metric == "test_accuracy" ? " points" : "");
 }
 
 void evaluate_compare(const Table& t, const sweep::ClaimSpec& c, ClaimResult& out) {
@@ -307,6 +304,13 @@ std::string format_metric(const std::string& metric, double value) {
   if (metric.find("gradnoise") != std::string::npos) return fmt("%.3g", value);
   if (metric == "val_perplexity") return fmt("%.2f", value);
   return fmt("%.4f", value);
+}
+
+std::string format_gain(const std::string& metric, double gain, bool maximize) {
+  // gain = log(than) - log(better) when lower is better: the ratio better / than is exp(-gain)
+  if (log_scale_metric(metric)) return "x" + fmt("%.3f", std::exp(maximize ? gain : -gain));
+  if (metric == "test_accuracy") return fmt("%+.2f", 100 * gain);
+  return fmt("%+.4f", gain);
 }
 
 std::string metric_title(const std::string& metric) {

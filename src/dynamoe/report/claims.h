@@ -32,6 +32,9 @@ bool claim_metric(const RunData& run, const std::string& metric, double& value);
 bool log_scale_metric(const std::string& metric);
 /// A metric value as the page prints it (accuracy in %, noise with 3 significant digits).
 std::string format_metric(const std::string& metric, double value);
+/// A gain in the claimed direction as tables print it: "x0.950" (the ratio better / than) for
+/// log-scale metrics, "+0.12" (points) for accuracy, "+0.0012" otherwise.
+std::string format_gain(const std::string& metric, double gain, bool maximize);
 /// A metric's name in prose ("test accuracy", "gradient noise tr Var(g)").
 std::string metric_title(const std::string& metric);
 

@@ -47,12 +47,6 @@ std::string mean_sd(const std::string& metric, const Sample& s) {
   return format_metric(metric, s.mean) + " ± " + sd;
 }
 
-std::string gain_cell(const std::string& metric, bool maximize, double gain) {
-  if (log_scale_metric(metric)) return "x" + fmt("%.3f", std::exp(maximize ? gain : -gain));
-  if (metric == "test_accuracy") return fmt("%+.2f", 100 * gain);
-  return fmt("%+.4f", gain);
-}
-
 std::string verdict_badge(const std::string& v) { return "**" + v + "**"; }
 
 /// Every configuration (grid + non-seed labels) with the claims' metrics, mean +- std over seeds.
@@ -138,7 +132,7 @@ std::string claim_section(const ClaimResult& r, const SweepData& data) {
           (c.better.size() > 1 ? "---|" : "") + "---|---|---|---|\n";
     for (const auto& row : r.rows) {
       md += "| " + row.cell + " | " + (c.better.size() > 1 ? row.better + " | " : "") + mean_sd(c.metric, row.a) + " | " +
-            mean_sd(c.metric, row.b) + " | " + gain_cell(c.metric, c.maximize, row.gain) + " | " + p_cell(row.test.p) +
+            mean_sd(c.metric, row.b) + " | " + format_gain(c.metric, row.gain, c.maximize) + " | " + p_cell(row.test.p) +
             (row.significant ? (row.gain > 0 ? " (better)" : " (worse)") : "") + " |\n";
     }
     md += "\n";
