@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -12,6 +13,7 @@
 
 #include "dynamoe/report/gallery.h"
 #include "dynamoe/report/png.h"
+#include "dynamoe/report/report.h"
 #include "dynamoe/util/atomic_file.h"
 #include "test_util.h"
 
@@ -160,7 +162,7 @@ TEST_F(ReportOfTinySweep, DataHoldsTheTableCurvesLayersNoiseAndGallery) {
   const auto& row = R["table"][0];
   EXPECT_EQ(row["axes"]["schedule"], "descending");
   EXPECT_EQ(row["n"], 1);
-  EXPECT_GT(row["acc_mean"].get<double>(), 0.2);
+  EXPECT_GT(row["value_mean"].get<double>(), 0.2);
   EXPECT_EQ(row["experts"], "4 2");
   EXPECT_GT(row["params"].get<double>(), row["active_params"].get<double>());
   EXPECT_GT(row["flops"].get<double>(), 0);
@@ -234,3 +236,49 @@ TEST_F(ReportOfTinySweep, RendersInHeadlessChromiumWithoutConsoleErrors) {
   EXPECT_EQ(read_file(shot).substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
   std::cout << "screenshot: " << shot << " (" << fs::file_size(shot) << " bytes)\n";
 }
+
+namespace {
+
+/// A folder of three finished language-model runs written by hand (no training): the report
+/// leads with val perplexity, lower is better.
+TEST(ReportOfLanguageModels, LeadsWithValPerplexityAndMarksTheLowestBest) {
+  testutil::TempDir tmp;
+  const std::vector<std::pair<std::string, double>> runs = {{"a", 9.5}, {"b", 7.25}, {"c", 8.0}};
+  for (const auto& [name, ppl] : runs) {
+    const std::string d = tmp / ("runs/" + name);
+    fs::create_directories(d);
+    write_file_atomic(d + "/config.yaml", "model: {kind: lm}\ndata: {dataset: python-docs, tokenizer: byte}\n");
+    write_file_atomic(d + "/metrics.jsonl",
+                      "{\"step\": 10, \"split\": \"train\", \"loss\": 3.0}\n"
+                      "{\"step\": 10, \"split\": \"val\", \"loss\": 2.5, \"perplexity\": 12.18}\n"
+                      "{\"step\": 20, \"split\": \"val\", \"loss\": " + std::to_string(std::log(ppl)) +
+                          ", \"perplexity\": " + std::to_string(ppl) + "}\n");
+    write_file_atomic(d + "/summary.json", nlohmann::json{{"val_perplexity", ppl}, {"val_loss", std::log(ppl)},
+                                                          {"parameters", 1000}}.dump());
+  }
+  report::ReportOptions o;
+  o.gallery = false;
+  o.figures = false;
+  o.library_dir = tmp / "no-library";  // offline: the charts are left out with a warning
+  const auto res = report::write_report(tmp / "runs", o);
+  const std::string h = read_file(res.html);
+  EXPECT_NE(h.find("id=\"perplexity\""), std::string::npos);
+  EXPECT_NE(h.find("id=\"chart-curve-val-perplexity\""), std::string::npos);
+  EXPECT_EQ(h.find("id=\"chart-accuracy\""), std::string::npos);
+  const std::string open = "<script type=\"application/json\" id=\"report-data\">";
+  const size_t a = h.find(open), b = h.find("</script>", a);
+  const auto R = nlohmann::json::parse(h.substr(a + open.size(), b - a - open.size()));
+  EXPECT_EQ(R["metric"]["id"], "perplexity");
+  EXPECT_EQ(R["metric"]["higher"], false);
+  ASSERT_EQ(R["table"].size(), 3u);
+  EXPECT_DOUBLE_EQ(R["table"][1]["value_mean"].get<double>(), 7.25);
+  EXPECT_NEAR(R["table"][1]["loss_mean"].get<double>(), std::log(7.25), 1e-6);
+  int val_points = 0;
+  for (const auto& c : R["curves"]) val_points += c["metric"] == "val perplexity";
+  EXPECT_EQ(val_points, 6);
+  const std::string md = read_file(tmp / "runs/results.md");
+  EXPECT_NE(md.find("| configuration | seeds | val perplexity |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| b | 1 | 7.25 ± "), std::string::npos) << md;
+}
+
+}  // namespace

@@ -273,8 +273,18 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
   colors.erase(std::remove_if(colors.begin(), colors.end(), [&](const std::string& v) { return !occurs(v, true); }), colors.end());
   facets.erase(std::remove_if(facets.begin(), facets.end(), [&](const std::string& v) { return !occurs(v, false); }), facets.end());
 
+  // The headline metric: val perplexity when the runs are language models, else test accuracy.
+  const bool lm = std::any_of(s.runs.begin(), s.runs.end(),
+                              [](const RunData& r) { return r.summary && r.summary->contains("val_perplexity"); });
+  const char* metric_key = lm ? "val_perplexity" : "test_accuracy";
+  auto headline = [&](const RunData& r) { return r.summary->value(metric_key, 0.0); };
+
   json R;
   R["title"] = s.name;
+  R["metric"] = lm ? json{{"id", "perplexity"}, {"key", metric_key}, {"title", "val perplexity"}, {"higher", false},
+                          {"percent", false}, {"loss", "val loss"}}
+                   : json{{"id", "accuracy"}, {"key", metric_key}, {"title", "test accuracy"}, {"higher", true},
+                          {"percent", true}, {"loss", "test loss"}};
   R["dir"] = dir;
   R["generated"] = now_text();
   R["layout"] = {{"color", s.layout.color}, {"facet", s.layout.facet}, {"seed", s.layout.seed}};
@@ -310,6 +320,12 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
       add_sel(row, p);
       curves.push_back(row);
     }
+    for (const auto& [points, metric] : {std::pair{&r.val_perplexity, "val perplexity"}, std::pair{&r.val_loss, "val loss"}})
+      for (const auto& pt : *points) {
+        json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", metric}, {"value", pt.value}};
+        add_sel(row, p);
+        curves.push_back(row);
+      }
     for (const auto& pt : r.train_loss) {
       json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", "train loss"}, {"value", pt.value}};
       add_sel(row, p);
@@ -324,8 +340,8 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
       noise.push_back(row);
     }
     if (!r.summary) continue;
-    json row = {{"run", r.name}, {"seed", p.seed}, {"accuracy", r.summary->value("test_accuracy", 0.0)},
-                {"loss", r.summary->value("test_loss", 0.0)}};
+    json row = {{"run", r.name}, {"seed", p.seed}, {"value", headline(r)},
+                {"loss", r.summary->value(lm ? "val_loss" : "test_loss", 0.0)}};
     add_sel(row, p);
     runs_rows.push_back(row);
     if (r.summary->contains("moe")) {
@@ -364,7 +380,7 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
   json table = json::array();
   std::map<std::string, std::optional<sweep::ModelInfo>> info_cache;
   for (const Group& g : groups) {
-    std::vector<double> acc, loss, active_params, flops, active, secs;
+    std::vector<double> value, loss, active_params, flops, active, secs;
     std::string experts_text;
     int64_t params = 0;
     int n_done = 0;
@@ -372,8 +388,8 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
       secs.push_back(r->seconds);
       if (!r->summary) continue;
       ++n_done;
-      acc.push_back(r->summary->value("test_accuracy", 0.0));
-      loss.push_back(r->summary->value("test_loss", 0.0));
+      value.push_back(headline(*r));
+      loss.push_back(r->summary->value(lm ? "val_loss" : "test_loss", 0.0));
       params = r->summary->value("parameters", int64_t{0});
       const std::vector<double> act = summary_layer(*r, "active_mean");
       if (!act.empty()) active.push_back(r->summary->value("active_experts", mean(act)));
@@ -401,8 +417,8 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
                 {"facet", g.facet},
                 {"n", n_done},
                 {"runs", g.runs.size()},
-                {"acc_mean", num(mean(acc))},
-                {"acc_std", num(acc.empty() ? std::nan("") : stdev(acc))},
+                {"value_mean", num(mean(value))},
+                {"value_std", num(value.empty() ? std::nan("") : stdev(value))},
                 {"loss_mean", num(mean(loss))},
                 {"params", params > 0 ? json(params) : json()},
                 {"active_params", num(mean(active_params))},
@@ -527,23 +543,27 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
   R["figures"] = figure_names;
 
   // results.json and results.md: the table, for other tools and for docs.
-  write_file_atomic((out_dir / "results.json").string(), json{{"sweep", s.name}, {"layout", R["layout"]}, {"table", table}}.dump(2) + "\n");
+  write_file_atomic((out_dir / "results.json").string(),
+                    json{{"sweep", s.name}, {"layout", R["layout"]}, {"metric", R["metric"]}, {"table", table}}.dump(2) + "\n");
   {
-    std::string md = "| configuration | seeds | test accuracy (%) | parameters | active parameters | FLOPs/example | active experts/token | experts per layer |\n|---|---|---|---|---|---|---|---|\n";
+    std::string md = str("| configuration | seeds | ", lm ? "val perplexity" : "test accuracy (%)",
+                         " | parameters | active parameters | FLOPs/", lm ? "token" : "example",
+                         " | active experts/token | experts per layer |\n|---|---|---|---|---|---|---|---|\n");
+    const double scale = lm ? 1 : 100;
     for (const auto& row : table) {
       std::string name = row["grid"].get<std::string>();
       for (const auto& [a, l] : row["axes"].items()) name += (name.empty() ? "" : " ") + l.get<std::string>();
       auto n0 = [](const json& v, const char* f) { return v.is_null() ? std::string("-") : fmt(f, v.get<double>()); };
       md += "| " + name + " | " + std::to_string(row["n"].get<int>()) + " | " +
-            (row["acc_mean"].is_null() ? "-" : fmt("%.2f", 100 * row["acc_mean"].get<double>()) + " ± " +
-                                                   fmt("%.2f", 100 * row["acc_std"].get<double>())) +
+            (row["value_mean"].is_null() ? "-" : fmt("%.2f", scale * row["value_mean"].get<double>()) + " ± " +
+                                                     fmt("%.2f", scale * row["value_std"].get<double>())) +
             " | " + n0(row["params"], "%.0f") + " | " + n0(row["active_params"], "%.0f") + " | " + n0(row["flops"], "%.3g") +
             " | " + n0(row["active_experts"], "%.2f") + " | " + row["experts"].get<std::string>() + " |\n";
     }
     write_file_atomic((out_dir / "results.md").string(), md);
   }
 
-  write_file_atomic(html_path, report_page(script_json(R), library_js, html_escape(s.name)));
+  write_file_atomic(html_path, report_page(script_json(R), library_js, html_escape(s.name), lm));
   result.html = html_path;
   say(opts.log, str("report: ", html_path, " (", s.runs.size(), " runs in ", groups.size(), " configurations, ",
                     result.figures.size(), " figures in ", fig_dir.string(), ", ",

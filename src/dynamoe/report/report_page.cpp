@@ -42,31 +42,34 @@ function dmCharts(R, sel) {
   };
   const sd = (rows) => dmSeedCount(rows) > 1;
 
-  // 1. Accuracy per configuration: mean (point) +- std over seeds (rule), aggregated here so that
-  //    each facet can keep only its own configurations on the x axis.
+  // 1. The headline metric (test accuracy, or val perplexity for language models) per
+  //    configuration: mean (point) +- std over seeds (rule), aggregated here so that each facet
+  //    can keep only its own configurations on the x axis.
+  const M = R.metric, mfmt = M.percent ? '.2%' : '.2f';
   const acc = {};
   for (const r of pick(R.runs)) {
     const k = r.facet + '\u0000' + r.color;
-    (acc[k] = acc[k] || {facet: r.facet, color: r.color, values: []}).values.push(r.accuracy);
+    (acc[k] = acc[k] || {facet: r.facet, color: r.color, values: []}).values.push(r.value);
   }
   const accRows = Object.values(acc).map(a => {
     const n = a.values.length, m = a.values.reduce((x, y) => x + y, 0) / n;
     const sdv = n > 1 ? Math.sqrt(a.values.reduce((x, y) => x + (y - m) * (y - m), 0) / (n - 1)) : 0;
     return {facet: a.facet, color: a.color, mean: m, std: sdv, lo: m - sdv, hi: m + sdv, seeds: n};
   });
-  const accY = {field: 'mean', type: 'quantitative', scale: {zero: false}, title: 'test accuracy', axis: {format: '.1%'}};
+  const accY = {field: 'mean', type: 'quantitative', scale: {zero: false}, title: M.title, axis: M.percent ? {format: '.1%'} : {}};
   // One chart (no facets): the facet value on x, the configurations side by side within it.
   const accX = {field: 'facet', type: 'nominal', sort: facets, title: facetOn ? (R.layout.facet || null) : null,
                 axis: {labelAngle: 0, labelFontSize: 12, labelFontWeight: 'bold'}};
   const accOff = {field: 'color', type: 'nominal', sort: R.colors};
-  charts('accuracy', 'Test accuracy', 'Final test accuracy, mean over seeds (point) and \u00b1 one standard deviation (bar).',
+  charts(M.id, M.title[0].toUpperCase() + M.title.slice(1),
+         'Final ' + M.title + (M.higher ? '' : ' (lower is better)') + ', mean over seeds (point) and \u00b1 one standard deviation (bar).',
          accRows, v => ({data: {values: v}, width: {step: Math.max(10, Math.min(40, Math.floor(720 / (facets.length * R.colors.length))))}, height: 240, layer: [
       {mark: {type: 'rule', strokeWidth: 2}, encoding: {x: accX, xOffset: accOff, y: Object.assign({}, accY, {field: 'lo'}),
                                                           y2: {field: 'hi'}, color: C}},
       {mark: {type: 'point', filled: true, size: 80, opacity: 1},
        encoding: {x: accX, xOffset: accOff, y: accY, color: C,
                   tooltip: [{field: 'facet', title: R.layout.facet || 'group'}, {field: 'color', title: colorTitle},
-                            {field: 'mean', format: '.2%'}, {field: 'std', format: '.2%'}, {field: 'seeds'}]}}]}));
+                            {field: 'mean', format: mfmt}, {field: 'std', format: mfmt}, {field: 'seeds'}]}}]}));
 
   // 2. Training curves.
   const curve = (metric, title, fmt) => {
@@ -85,6 +88,8 @@ function dmCharts(R, sel) {
   };
   curve('test accuracy', 'Test accuracy during training', '.0%');
   curve('test loss', 'Test loss during training', null);
+  curve('val perplexity', 'Val perplexity during training', null);
+  curve('val loss', 'Val loss during training', null);
   curve('train loss', 'Training loss (mean over each logging window)', null);
 
   // 3. Experts per layer (schedule) and active experts per token (router).
@@ -265,25 +270,27 @@ function renderTable() {
   const axes = R.axes.filter(a => showAll || !R.selects.some(s => s.axis === a));
   const hasGrid = R.table.some(r => r.grid);
   const head = el('tr', {});
-  const numeric = [['seeds', 'runs finished (of the configuration\u2019s runs)'], ['accuracy %', 'final test accuracy, mean \u00b1 std over seeds'],
-                   ['loss', 'final test loss, mean'], ['params', 'trainable parameters'],
+  const M = R.metric;
+  const numeric = [['seeds', 'runs finished (of the configuration\u2019s runs)'],
+                   [M.percent ? 'accuracy %' : 'perplexity', 'final ' + M.title + ', mean \u00b1 std over seeds'],
+                   ['loss', 'final ' + M.loss + ', mean'], ['params', 'trainable parameters'],
                    ['active', 'parameters a test example uses: dense part, gates and the active share of each layer\u2019s experts'],
-                   ['FLOPs/ex.', 'forward FLOPs per example: measured MoE-layer FLOPs + 2 \u00d7 the other weights'],
+                   [M.percent ? 'FLOPs/ex.' : 'FLOPs/token', 'forward FLOPs per ' + (M.percent ? 'example' : 'token') + ': measured MoE-layer FLOPs + 2 \u00d7 the other weights'],
                    ['exp./token', 'active experts per token, mean over MoE layers'], ['experts per layer', 'set by the schedule'],
                    ['time/run', 'training time per run']];
   for (const c of [].concat(hasGrid ? ['grid'] : [], axes)) head.append(el('th', {text: c}));
   for (const [c, tip] of numeric) head.append(el('th', {class: c === 'experts per layer' ? '' : 'num', title: tip, text: c}));
-  // Best mean accuracy within each select combination.
+  // Best mean of the headline metric within each select combination.
   const best = {};
   for (const r of rows) {
     const k = R.selects.map((s, i) => r['s' + i]).join('|');
-    if (r.acc_mean != null && (best[k] == null || r.acc_mean > best[k])) best[k] = r.acc_mean;
+    if (r.value_mean != null && (best[k] == null || (M.higher ? r.value_mean > best[k] : r.value_mean < best[k]))) best[k] = r.value_mean;
   }
   const body = [];
   let prev = null;
   for (const r of rows) {
     const k = R.selects.map((s, i) => r['s' + i]).join('|');
-    const tr = el('tr', {class: (r.acc_mean != null && r.acc_mean === best[k] ? 'best' : '') + (showAll && prev !== null && prev !== k ? ' sep' : '')});
+    const tr = el('tr', {class: (r.value_mean != null && r.value_mean === best[k] ? 'best' : '') + (showAll && prev !== null && prev !== k ? ' sep' : '')});
     prev = k;
     if (hasGrid) tr.append(el('td', {text: r.grid || 'main'}));
     axes.forEach((a, j) => {
@@ -293,7 +300,8 @@ function renderTable() {
       td.append(v);
       tr.append(td);
     });
-    const acc = r.acc_mean == null ? '\u2013' : pct(r.acc_mean) + (r.n > 1 ? ' \u00b1 ' + pct(r.acc_std) : '');
+    const num2 = x => M.percent ? pct(x) : x.toFixed(2);
+    const acc = r.value_mean == null ? '\u2013' : num2(r.value_mean) + (r.n > 1 ? ' \u00b1 ' + num2(r.value_std) : '');
     const cells = [[r.n + (r.runs > r.n ? ' of ' + r.runs : ''), ''], [acc, 'acc'],
                    [r.loss_mean == null ? '\u2013' : r.loss_mean.toFixed(4), ''],
                    [fmtCount(r.params), ''], [fmtCount(r.active_params), ''], [fmtCount(r.flops), ''],
@@ -412,7 +420,9 @@ window.__reportWarnings = [];
 
 }  // namespace
 
-std::string report_page(const std::string& data_json, const std::string& library_js, const std::string& title) {
+std::string report_page(const std::string& data_json, const std::string& library_js, const std::string& title,
+                        bool language_model) {
+  const std::string metric = language_model ? "perplexity" : "accuracy";
   std::string h;
   h.reserve(data_json.size() + library_js.size() + 40000);
   h += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -422,18 +432,22 @@ std::string report_page(const std::string& data_json, const std::string& library
   h += "<script>" + std::string(kHook) + "</script>\n<style>" + kStyle + "</style>\n</head>\n<body>\n";
   h += "<header><div class=\"wrap\"><h1>" + title + "</h1><div class=\"sub\" id=\"sub\"></div><div class=\"cards\" id=\"cards\"></div></div></header>\n";
   h += "<nav class=\"controls\"><div class=\"wrap\"><span id=\"selects\" style=\"display:flex;gap:18px\"></span><span class=\"links\">"
-       "<a href=\"#results\">results</a><a href=\"#accuracy\">accuracy</a><a href=\"#curves\">curves</a><a href=\"#layers\">layers</a>"
+       "<a href=\"#results\">results</a><a href=\"#" + metric + "\">" + metric + "</a><a href=\"#curves\">curves</a><a href=\"#layers\">layers</a>"
        "<a href=\"#load\">load</a><a href=\"#noise\">gradient noise</a><a href=\"#gallery-section\">gallery</a><a href=\"#figures\">figures</a>"
        "</span></div></nav>\n<main class=\"wrap\">\n<div id=\"warnings\"></div>\n";
   h += "<section id=\"results\"><h2>Results</h2><p class=\"note\">One row per configuration: mean \xC2\xB1 standard deviation "
-       "of the final test accuracy over seeds. Active parameters count each MoE layer's experts in proportion to the experts a "
-       "test token activated; FLOPs per example are the measured expert and gate FLOPs of the MoE layers plus 2 \xC3\x97 the "
-       "other weights. Green: best mean accuracy.</p><div class=\"tablebar\"><span id=\"table-count\"></span><label><input type=\"checkbox\" "
+       "of the final " + std::string(language_model ? "val perplexity" : "test accuracy") +
+       " over seeds. Active parameters count each MoE layer's experts in proportion to the experts a "
+       "test token activated; FLOPs per " + (language_model ? "token" : "example") +
+       " are the measured expert and gate FLOPs of the MoE layers plus 2 \xC3\x97 the "
+       "other weights. Green: best mean " + (language_model ? "perplexity (lowest)" : "accuracy") + ".</p><div class=\"tablebar\"><span id=\"table-count\"></span><label><input type=\"checkbox\" "
        "id=\"show-all\"> all configurations</label></div><div id=\"table\" style=\"overflow-x:auto\"></div></section>\n";
   h += "<div id=\"charts\">\n";
-  h += "<section id=\"accuracy\"><h2>Accuracy</h2><div class=\"chart\" id=\"chart-accuracy\"></div></section>\n";
+  h += "<section id=\"" + metric + "\"><h2>" + (language_model ? "Perplexity" : "Accuracy") + "</h2><div class=\"chart\" id=\"chart-" +
+       metric + "\"></div></section>\n";
   h += "<section id=\"curves\"><h2>Training curves</h2><p class=\"note\">Mean over seeds; the band is \xC2\xB1 one standard deviation.</p>"
-       "<div class=\"chart\" id=\"chart-curve-test-accuracy\"></div><div class=\"chart\" id=\"chart-curve-test-loss\"></div>"
+       + std::string(language_model ? "<div class=\"chart\" id=\"chart-curve-val-perplexity\"></div><div class=\"chart\" id=\"chart-curve-val-loss\"></div>"
+                                    : "<div class=\"chart\" id=\"chart-curve-test-accuracy\"></div><div class=\"chart\" id=\"chart-curve-test-loss\"></div>") +
        "<div class=\"chart\" id=\"chart-curve-train-loss\"></div></section>\n";
   h += "<section id=\"layers\"><h2>Experts per layer</h2><div class=\"chart\" id=\"chart-layers\"></div></section>\n";
   h += "<section id=\"load\"><h2>Expert load</h2><div class=\"chart\" id=\"chart-load\"></div></section>\n";

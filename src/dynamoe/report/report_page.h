@@ -11,8 +11,10 @@ namespace dynamoe::report {
 const std::string& chart_specs_js();
 
 /// report.html: `data_json` (already safe inside a <script> element), the chart library's code
-/// (may be empty: charts are then replaced by a notice) and the HTML-escaped title.
-std::string report_page(const std::string& data_json, const std::string& library_js, const std::string& title);
+/// (may be empty: charts are then replaced by a notice) and the HTML-escaped title. A language
+/// model sweep's page leads with val perplexity instead of test accuracy.
+std::string report_page(const std::string& data_json, const std::string& library_js, const std::string& title,
+                        bool language_model = false);
 
 /// The node script: `node script vega.min.js vega-lite.min.js data.json out_dir` writes one SVG per
 /// chart and selection and prints "wrote <file>" for each.

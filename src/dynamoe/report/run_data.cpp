@@ -64,6 +64,9 @@ void read_run(RunData& r) {
     if (split == "test") {
       r.test_accuracy.push_back({step, row.value("accuracy", 0.0)});
       r.test_loss.push_back({step, row.value("loss", 0.0)});
+    } else if (split == "val") {  // language models
+      r.val_perplexity.push_back({step, row.value("perplexity", 0.0)});
+      r.val_loss.push_back({step, row.value("loss", 0.0)});
     } else if (split == "train" && row.contains("loss") && row["loss"].is_number()) {
       r.train_loss.push_back({step, row["loss"].get<double>()});
     } else if (split == "gradnoise" && row.contains("layers")) {

@@ -14,7 +14,7 @@
 
 namespace dynamoe::report {
 
-/// One test evaluation, training-loss window or gradient-noise measurement of a run.
+/// One test (or val) evaluation, training-loss window or gradient-noise measurement of a run.
 struct CurvePoint {
   int64_t step = 0;
   double value = 0;
@@ -34,6 +34,8 @@ struct RunData {
   std::optional<config::Config> config;                    ///< the run's config.yaml (if it started)
   std::optional<nlohmann::json> summary;                   ///< summary.json (finished runs)
   std::vector<CurvePoint> test_accuracy, test_loss, train_loss;
+  std::vector<CurvePoint> val_perplexity, val_loss;        ///< language models
+
   std::vector<GradNoisePoint> gradnoise;
   double seconds = 0;                                      ///< training time (summed over resumes)
   /// The label of `axis`, or "" when the run has no such axis.

@@ -426,19 +426,18 @@ void Runner::finish(Child& c) {
     ++result_.finished;
     ++n_finished_now_;
     finished_seconds_ += secs;
-    std::string acc;
+    std::string acc;  // the run's headline: test accuracy, or val perplexity for language models
     try {
       const auto s = nlohmann::json::parse(read_file((fs::path(run_dir(i)) / "summary.json").string()));
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%.2f%%", 100.0 * s.value("test_accuracy", 0.0));
-      acc = buf;
+      acc = s.contains("val_perplexity") ? fmt("val perplexity %.3f", s.value("val_perplexity", 0.0))
+                                         : fmt("test accuracy %.2f%%", 100.0 * s.value("test_accuracy", 0.0));
     } catch (const std::exception&) {
     }
     size_t left = 0;
     for (size_t k = 0; k < runs_.size(); ++k) left += status_[k] == "pending" || status_[k] == "running";
     const double per_run = finished_seconds_ / static_cast<double>(n_finished_now_);
     const double eta = per_run * static_cast<double>(left) / std::max(1, opts_.jobs);
-    out_ << tag(i) << " done   " << runs_[i].name << "  test accuracy " << acc << "  " << clock_text(secs)
+    out_ << tag(i) << " done   " << runs_[i].name << "  " << acc << "  " << clock_text(secs)
          << "  (" << result_.done_before + result_.finished << "/" << runs_.size() << " done"
          << (left > 0 ? ", ETA " + clock_text(eta) : std::string()) << ")" << std::endl;
   } else if (g_signal != 0) {
