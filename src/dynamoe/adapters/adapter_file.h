@@ -12,18 +12,20 @@
 #include <string>
 #include <vector>
 
-#include "dynamoe/models/hf/llama.h"
+#include "dynamoe/models/projection.h"
 
 namespace dynamoe::adapters {
 
-/// Writes every attached LoRA adapter of `lm` (atomically). Throws dynamoe::Error when no
-/// adapter is attached, when an adapter is not LoRA, or when adapters differ in hyperparameters.
-void save_adapters(models::hf::LlamaForCausalLMImpl& lm, const std::string& path);
+/// Writes every attached adapter of `model` (atomically): all LoRA, or all mixtures of LoRA
+/// experts (kind "lora_mixture", the options as JSON in metadata "mixture", tensors
+/// router_weight, lora_A, lora_B per target). Throws dynamoe::Error when no adapter is attached,
+/// when the adapters are of mixed kinds or differ in hyperparameters.
+void save_adapters(torch::nn::Module& model, const std::string& path);
 
-/// Attaches the adapters of the file to `lm` (replacing any there) and loads their tensors;
+/// Attaches the adapters of the file to `model` (replacing any there) and loads their tensors;
 /// returns the projections adapted. Every problem is a one-line dynamoe::Error naming the file:
 /// not an adapter file, a target the model does not have, a missing tensor, a shape that does
 /// not fit the projection, a truncated file.
-std::vector<std::string> load_adapters(models::hf::LlamaForCausalLMImpl& lm, const std::string& path);
+std::vector<std::string> load_adapters(torch::nn::Module& model, const std::string& path);
 
 }  // namespace dynamoe::adapters

@@ -32,7 +32,7 @@ at::Tensor LoraImpl::forward(const at::Tensor& x) {
 
 at::Tensor LoraImpl::delta_weight() const { return at::matmul(lora_B, lora_A) * scaling(); }  // [out, in]
 
-std::vector<std::string> attach_lora(models::hf::LlamaForCausalLMImpl& lm, const std::string& pattern,
+std::vector<std::string> attach_lora(torch::nn::Module& model, const std::string& pattern,
                                      const LoraOptions& options) {
   options.validate();
   std::regex re;
@@ -42,7 +42,7 @@ std::vector<std::string> attach_lora(models::hf::LlamaForCausalLMImpl& lm, const
     throw ConfigError(str("lora: target pattern '", pattern, "' is not a valid regular expression (", e.what(), ")"));
   }
   std::vector<std::string> names;
-  auto projections = lm.projections();
+  auto projections = models::named_projections(model);
   for (auto& [name, p] : projections) {
     if (!std::regex_search(name, re)) continue;
     p->set_adapter(std::make_shared<LoraImpl>(p->in_features(), p->out_features(), options));
@@ -56,10 +56,10 @@ std::vector<std::string> attach_lora(models::hf::LlamaForCausalLMImpl& lm, const
   return names;
 }
 
-std::vector<std::string> merge_lora(models::hf::LlamaForCausalLMImpl& lm) {
+std::vector<std::string> merge_lora(torch::nn::Module& model) {
   std::vector<std::string> merged;
   torch::NoGradGuard no_grad;
-  for (auto& [name, p] : lm.projections()) {
+  for (auto& [name, p] : models::named_projections(model)) {
     if (!p->adapter()) continue;
     auto lora = std::dynamic_pointer_cast<LoraImpl>(p->adapter());
     if (!lora) throw Error(str("merge: the adapter of ", name, " is not a LoRA adapter; only LoRA can be merged into the base"));

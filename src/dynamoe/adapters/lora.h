@@ -1,5 +1,6 @@
 #pragma once
-// LoRA (Hu et al. 2021) on the frozen projections of a Hugging Face decoder (models/hf):
+// LoRA (Hu et al. 2021) on the frozen projections (models/projection.h) of a model: the Hugging
+// Face decoder (models/hf) or dynamoe's TransformerLM (fc1, fc2, attn.qkv, attn.proj):
 //   Delta(x) = (alpha / r) * dropout(x) A^T B^T,   A [r, in], B [out, r]
 // added to the frozen base map x W^T (+ b) through the projection's adapter attach point.
 // B starts at zero, so a freshly attached adapter leaves the model's outputs unchanged; A starts
@@ -14,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "dynamoe/models/hf/llama.h"
+#include "dynamoe/models/projection.h"
 
 namespace dynamoe::adapters {
 
@@ -36,7 +37,7 @@ struct LoraOptions {
 };
 
 /// One LoRA adapter. Parameters: lora_A [r, in], lora_B [out, r].
-class LoraImpl : public models::hf::Adapter {
+class LoraImpl : public models::Adapter {
  public:
   LoraImpl(int64_t in_features, int64_t out_features, const LoraOptions& options);
   /// x [.., in] -> (alpha / r) * dropout(x) A^T B^T  [.., out] (dropout only in training mode).
@@ -55,16 +56,16 @@ class LoraImpl : public models::hf::Adapter {
 
 TORCH_MODULE(Lora);
 
-/// Attaches a new LoRA adapter to every projection of `lm` whose HF module name matches the
+/// Attaches a new LoRA adapter to every projection of `model` whose module path matches the
 /// ECMAScript regular expression `pattern` (searched, e.g. "mlp\\.(gate|up)_proj" or
 /// "self_attn\\.[qv]_proj"), replacing any adapter there. Returns the names, in model order.
 /// Throws ConfigError when the pattern is invalid or matches nothing (naming a few projections).
-std::vector<std::string> attach_lora(models::hf::LlamaForCausalLMImpl& lm, const std::string& pattern,
+std::vector<std::string> attach_lora(torch::nn::Module& model, const std::string& pattern,
                                      const LoraOptions& options = {});
 
 /// Folds every attached LoRA adapter into its projection's weight (W += (alpha / r) B A, in the
 /// weight's dtype) and detaches it; returns the names merged. The merged model computes the
 /// same function (up to rounding) with no adapter, for export. Other adapter kinds are refused.
-std::vector<std::string> merge_lora(models::hf::LlamaForCausalLMImpl& lm);
+std::vector<std::string> merge_lora(torch::nn::Module& model);
 
 }  // namespace dynamoe::adapters

@@ -7,30 +7,6 @@
 
 namespace dynamoe::models::hf {
 
-ProjectionImpl::ProjectionImpl(int64_t in_features, int64_t out_features, bool with_bias)
-    : in_(in_features), out_(out_features) {
-  torch::NoGradGuard no_grad;
-  weight = register_parameter("weight", torch::empty({out_features, in_features}).normal_(0.0, 0.02));
-  if (with_bias) bias = register_parameter("bias", torch::zeros({out_features}));
-}
-
-at::Tensor ProjectionImpl::forward(const at::Tensor& x) {
-  at::Tensor y = at::linear(x, weight, bias);  // [.., out]
-  if (adapter_) y = y + adapter_->forward(x);
-  return y;
-}
-
-void ProjectionImpl::set_adapter(std::shared_ptr<Adapter> adapter) {
-  DYNAMOE_CHECK(adapter != nullptr, "projection: set_adapter got a null adapter (use clear_adapter)");
-  clear_adapter();
-  adapter_ = register_module("adapter", std::move(adapter));
-}
-
-void ProjectionImpl::clear_adapter() {
-  if (adapter_) unregister_module("adapter");
-  adapter_ = nullptr;
-}
-
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
@@ -154,13 +130,7 @@ at::Tensor LlamaForCausalLMImpl::forward(const at::Tensor& ids) {
 }
 
 std::vector<std::pair<std::string, Projection>> LlamaForCausalLMImpl::projections() const {
-  std::vector<std::pair<std::string, Projection>> out;
-  for (const auto& item : named_modules("", /*include_self=*/false)) {
-    // Skip projections inside an adapter of an outer projection.
-    if (!out.empty() && item.key().rfind(out.back().first + ".", 0) == 0) continue;
-    if (auto p = std::dynamic_pointer_cast<ProjectionImpl>(item.value())) out.emplace_back(item.key(), Projection(p));
-  }
-  return out;
+  return named_projections(*this);
 }
 
 }  // namespace dynamoe::models::hf

@@ -25,52 +25,15 @@
 #include <vector>
 
 #include "dynamoe/models/hf/llama_config.h"
+#include "dynamoe/models/projection.h"
 
 namespace dynamoe::models::hf {
 
-/// The adapter attach point of a Projection: a module whose forward(x) [.., in] returns a
-/// delta [.., out] that is ADDED to the frozen base map x W^T (+ b). LoRA, MoLA and DynMoLE
-/// adapters derive from it; their parameters register under the projection as `adapter.*`.
-class Adapter : public torch::nn::Module {
- public:
-  /// x [.., in] -> delta [.., out].
-  virtual at::Tensor forward(const at::Tensor& x) = 0;
-};
-
-/// An Adapter made from a function (no parameters of its own): for hooks and tests.
-class FunctionAdapter : public Adapter {
- public:
-  explicit FunctionAdapter(std::function<at::Tensor(const at::Tensor&)> fn) : fn_(std::move(fn)) {}
-  at::Tensor forward(const at::Tensor& x) override { return fn_(x); }
-
- private:
-  std::function<at::Tensor(const at::Tensor&)> fn_;
-};
-
-/// y = x W^T (+ b) (+ adapter(x)): one HF linear layer (q_proj, up_proj, lm_head, ...).
-/// Parameters: weight [out, in], bias [out] (when `bias`); `adapter.*` once one is attached.
-class ProjectionImpl : public torch::nn::Module {
- public:
-  ProjectionImpl(int64_t in_features, int64_t out_features, bool bias);
-  /// x [.., in] -> [.., out].
-  at::Tensor forward(const at::Tensor& x);
-  /// Attaches (or replaces) the adapter whose output is added to the base map.
-  void set_adapter(std::shared_ptr<Adapter> adapter);
-  /// Detaches the adapter: the projection is the plain linear map again.
-  void clear_adapter();
-  /// The attached adapter (nullptr: none).
-  const std::shared_ptr<Adapter>& adapter() const { return adapter_; }
-  int64_t in_features() const { return in_; }
-  int64_t out_features() const { return out_; }
-
-  at::Tensor weight;  ///< [out, in]
-  at::Tensor bias;    ///< [out], undefined without bias
-
- private:
-  int64_t in_, out_;
-  std::shared_ptr<Adapter> adapter_;
-};
-TORCH_MODULE(Projection);
+// The attach points (models/projection.h), under their earlier names here.
+using models::Adapter;
+using models::FunctionAdapter;
+using models::Projection;
+using models::ProjectionImpl;
 
 /// y = x * rsqrt(mean(x^2) + eps) * weight over the last dimension, computed in fp32.
 /// Parameter: weight [D].

@@ -44,8 +44,8 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const AttentionOptions& o) : o_(o) {
   DYNAMOE_CHECK(o.heads_ > 0 && o.dim_ % o.heads_ == 0, "attention: dim ", o.dim_, " must divide by heads ", o.heads_);
   value_activation(at::zeros({1}), o.activation_);  // validates the name
-  qkv_ = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(o.dim_, 3 * o.dim_).bias(false)));
-  proj_ = register_module("proj", torch::nn::Linear(torch::nn::LinearOptions(o.dim_, o.dim_).bias(false)));
+  qkv_ = register_module("qkv", Projection(o.dim_, 3 * o.dim_, false, ProjectionInit::kLinear));
+  proj_ = register_module("proj", Projection(o.dim_, o.dim_, false, ProjectionInit::kLinear));
 }
 
 at::Tensor CausalSelfAttentionImpl::forward(const at::Tensor& x, LayerCache* cache) {

@@ -17,6 +17,8 @@
 
 #include <string>
 
+#include "dynamoe/models/projection.h"
+
 namespace dynamoe::models::lm {
 
 /// One attention layer's cache: keys (after RoPE) and activated values of every position so far.
@@ -62,7 +64,7 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
 
  private:
   AttentionOptions o_;
-  torch::nn::Linear qkv_{nullptr}, proj_{nullptr};
+  Projection qkv_{nullptr}, proj_{nullptr};  ///< adapter attach points (models/projection.h)
 };
 TORCH_MODULE(CausalSelfAttention);
 

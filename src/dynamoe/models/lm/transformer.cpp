@@ -32,8 +32,8 @@ BlockImpl::BlockImpl(const config::Config& cfg, int64_t n_experts, int64_t k_max
                                                                                    prev_experts)));
   } else {
     const int64_t F = cfg.lm.d_ff > 0 ? cfg.lm.d_ff : 4 * D;
-    fc1_ = register_module("fc1", torch::nn::Linear(D, F));
-    fc2_ = register_module("fc2", torch::nn::Linear(F, D));
+    fc1_ = register_module("fc1", Projection(D, F, true, ProjectionInit::kLinear));
+    fc2_ = register_module("fc2", Projection(F, D, true, ProjectionInit::kLinear));
     act_ = activation(cfg.model.activation);
   }
 }

@@ -56,7 +56,7 @@ class BlockImpl : public torch::nn::Module {
   double dropout_;
   torch::nn::LayerNorm ln1_{nullptr}, ln2_{nullptr};
   CausalSelfAttention attn_{nullptr};
-  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+  Projection fc1_{nullptr}, fc2_{nullptr};  ///< adapter attach points (models/projection.h)
   std::function<at::Tensor(const at::Tensor&)> act_;
   moe::MoELayer moe_{nullptr};
 };
