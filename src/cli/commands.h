@@ -25,5 +25,6 @@ Command generate_command();
 Command sweep_command();
 Command report_command();
 Command results_command();
+Command mc_command();
 
 }  // namespace dynamoe::cli

@@ -17,7 +17,7 @@ const char* clear_line() { return isatty(2) ? "\r\033[K" : ""; }
 std::vector<dynamoe::cli::Command> commands() {
   using namespace dynamoe::cli;
   return {train_command(), eval_command(), data_command(), config_command(), moe_apply_command(), gradnoise_command(), bench_command(),
-          tokenize_command(), generate_command(), sweep_command(), report_command(), results_command()};
+          tokenize_command(), generate_command(), sweep_command(), report_command(), results_command(), mc_command()};
 }
 
 void print_main_help() {

@@ -1,5 +1,7 @@
 #include "dynamoe/config/config.h"
 
+#include <algorithm>
+
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -8,7 +10,7 @@ namespace dynamoe::config {
 Schema Config::schema() {
   Schema s;
   // model
-  s.add_string("model.kind", &model.kind, "model to build", {"mlp", "cnn", "moe_mlp", "moe_cnn", "lm"});
+  s.add_string("model.kind", &model.kind, "model to build", {"mlp", "cnn", "moe_mlp", "moe_cnn", "lm", "finetune"});
   s.add_int_list("model.hidden", &model.hidden, "MLP hidden layer widths", 1);
   s.add_int_list("model.channels", &model.channels,
                  "CNN channels: one 3x3 conv (padding 1) + 2x2 max-pool per entry", 1);
@@ -125,6 +127,22 @@ Schema Config::schema() {
   s.add_int("train.seed", &train.seed, "seed of every random choice (init, shuffling, dropout)", 0);
   s.add_int("train.threads", &train.threads, "intra-op threads (0: all cores)", 0, 1024);
   s.add_string("train.runs_dir", &train.runs_dir, "folder that holds run folders");
+  // finetune
+  s.add_string("finetune.base", &finetune.base, "fine-tuning: the pretrained dynamoe LM (run or checkpoint folder)");
+  s.add_string("finetune.adapter", &finetune.adapter, "fine-tuning: adapter kind (docs/finetune.md)",
+               {"lora", "mola", "mixlora", "dynmole"});
+  s.add_string("finetune.targets", &finetune.targets,
+               "fine-tuning: regular expression over projection paths (blocks.0.fc1, blocks.0.attn.qkv, ...)");
+  s.add_int("finetune.rank", &finetune.rank, "fine-tuning: LoRA rank (of each expert in a mixture)", 1, 1 << 16);
+  s.add_float("finetune.alpha", &finetune.alpha, "fine-tuning: LoRA alpha (scale alpha / rank)", 0.0, 1e6, true);
+  s.add_float("finetune.dropout", &finetune.dropout, "fine-tuning: LoRA dropout", 0.0, 0.95);
+  s.add_int("finetune.experts", &finetune.experts, "fine-tuning: LoRA experts per adapted projection (mixtures)", 2, 256);
+  s.add_string("finetune.domains", &finetune.domains,
+               "fine-tuning: comma-separated text corpora, an equal batch share each ('': data.dataset)");
+  s.add_int("finetune.mc_items", &finetune.mc_items, "fine-tuning: multiple-choice items per domain (0: none)", 0);
+  s.add_int("finetune.mc_choices", &finetune.mc_choices, "fine-tuning: choices per multiple-choice item", 2, 64);
+  s.add_int("finetune.mc_context", &finetune.mc_context, "fine-tuning: context tokens of a multiple-choice item", 1);
+  s.add_int("finetune.mc_continuation", &finetune.mc_continuation, "fine-tuning: tokens of each choice", 1);
   return s;
 }
 
@@ -146,9 +164,29 @@ void Config::validate() {
     throw ConfigError(str("config: data.path = '' must name a folder when data.dataset = '",
                           data.dataset, "'"));
   const bool text = data.dataset == "python-docs" || data.dataset == "kernel-docs" || data.dataset == "jargon";
-  if ((model.kind == "lm") != text)
+  const bool lm_kind = model.kind == "lm" || model.kind == "finetune";
+  if (lm_kind != text)
     throw ConfigError(str("config: model.kind = '", model.kind, "' does not fit data.dataset = '", data.dataset,
-                          "' (the lm model trains on a text corpus; the other models on images)"));
+                          "' (lm and finetune train on a text corpus; the other models on images)"));
+  if (model.kind == "finetune") {
+    if (finetune.base.empty())
+      throw ConfigError("config: finetune.base = '' must name the pretrained language model's run or checkpoint folder");
+    static const std::vector<std::string> corpora = {"python-docs", "kernel-docs", "jargon"};
+    size_t start = 0;
+    const std::string& d = finetune.domains;
+    while (start <= d.size() && !d.empty()) {
+      const size_t comma = std::min(d.find(',', start), d.size());
+      const std::string name = d.substr(start, comma - start);
+      if (std::find(corpora.begin(), corpora.end(), name) == corpora.end())
+        throw ConfigError(str("config: finetune.domains = '", d, "': '", name,
+                              "' is not a text corpus (python-docs, kernel-docs, jargon)"));
+      start = comma + 1;
+    }
+    if (finetune.mc_context + finetune.mc_continuation > lm.context)
+      throw ConfigError(str("config: finetune.mc_context + finetune.mc_continuation = ",
+                            finetune.mc_context + finetune.mc_continuation, " is out of range (at most lm.context = ",
+                            lm.context, ")"));
+  }
   if (model.kind == "lm") {
     if (model.d_model % lm.heads != 0)
       throw ConfigError(str("config: lm.heads = ", lm.heads, " is out of range (model.d_model = ", model.d_model,

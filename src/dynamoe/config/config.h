@@ -13,7 +13,7 @@ namespace dynamoe::config {
 
 /// What network to build.
 struct ModelConfig {
-  std::string kind = "mlp";                    ///< registered model name (mlp, cnn, moe_mlp, moe_cnn), or lm
+  std::string kind = "mlp";                    ///< registered model name (mlp, cnn, moe_mlp, moe_cnn), lm or finetune
   std::vector<int64_t> hidden = {512, 256};    ///< MLP hidden widths
   std::vector<int64_t> channels = {32, 64};    ///< CNN conv channels (one 3x3 conv + 2x2 pool each)
   int64_t cnn_fc = 128;                        ///< CNN width of the fully connected layer
@@ -120,6 +120,22 @@ struct TrainConfig {
   std::string runs_dir = "runs";
 };
 
+/// Fine-tuning a frozen pretrained language model with adapters (model.kind = finetune).
+struct FinetuneConfig {
+  std::string base;                            ///< a dynamoe LM run or checkpoint folder
+  std::string adapter = "lora";                ///< lora | mola | mixlora | dynmole
+  std::string targets = "fc1|fc2";             ///< regex over projection paths (blocks.0.fc1, blocks.0.attn.qkv, ...)
+  int64_t rank = 8;                            ///< LoRA rank r (of each expert in a mixture)
+  double alpha = 16;                           ///< LoRA alpha (scale alpha / r)
+  double dropout = 0.05;                       ///< LoRA dropout on the adapter's input
+  int64_t experts = 6;                         ///< LoRA experts per adapted projection (mixtures)
+  std::string domains;                         ///< comma-separated corpora, one batch share each ("": data.dataset)
+  int64_t mc_items = 200;                      ///< multiple-choice items per domain (0: none)
+  int64_t mc_choices = 4;                      ///< choices per item: the real continuation and distractors
+  int64_t mc_context = 96;                     ///< context tokens of an item
+  int64_t mc_continuation = 32;                ///< tokens of each choice
+};
+
 /// A whole experiment.
 struct Config {
   ModelConfig model;
@@ -127,6 +143,7 @@ struct Config {
   LMConfig lm;
   DataConfig data;
   TrainConfig train;
+  FinetuneConfig finetune;
 
   /// The schema binding every key to a member of *this (rebuild it after copying).
   Schema schema();

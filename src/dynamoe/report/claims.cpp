@@ -281,6 +281,10 @@ bool log_scale_metric(const std::string& metric) {
   return metric.find("gradnoise") != std::string::npos || metric == "val_perplexity";
 }
 
+bool percent_metric(const std::string& metric) {
+  return metric == "test_accuracy" || metric == "mc_accuracy" || metric == "mc_accuracy_norm";
+}
+
 bool claim_metric(const RunData& run, const std::string& metric, double& value) {
   if (metric.find("gradnoise") != std::string::npos) {
     const bool moe = metric.rfind("moe_", 0) == 0, ratio = metric.find("ratio") != std::string::npos;
@@ -300,7 +304,7 @@ bool claim_metric(const RunData& run, const std::string& metric, double& value) 
 }
 
 std::string format_metric(const std::string& metric, double value) {
-  if (metric == "test_accuracy") return fmt("%.2f", 100 * value);
+  if (percent_metric(metric)) return fmt("%.2f", 100 * value);
   if (metric.find("gradnoise") != std::string::npos) return fmt("%.3g", value);
   if (metric == "val_perplexity") return fmt("%.2f", value);
   return fmt("%.4f", value);
@@ -309,7 +313,7 @@ std::string format_metric(const std::string& metric, double value) {
 std::string format_gain(const std::string& metric, double gain, bool maximize) {
   // gain = log(than) - log(better) when lower is better: the ratio better / than is exp(-gain)
   if (log_scale_metric(metric)) return "x" + fmt("%.3f", std::exp(maximize ? gain : -gain));
-  if (metric == "test_accuracy") return fmt("%+.2f", 100 * gain);
+  if (percent_metric(metric)) return fmt("%+.2f", 100 * gain);
   return fmt("%+.4f", gain);
 }
 
@@ -323,7 +327,11 @@ std::string metric_title(const std::string& metric) {
       {"gradnoise_trace", "gradient noise tr Var(g)"},
       {"gradnoise_ratio", "gradient noise tr Var(g) / |mean g|^2"},
       {"moe_gradnoise_trace", "MoE-layer gradient noise tr Var(g)"},
-      {"moe_gradnoise_ratio", "MoE-layer gradient noise tr Var(g) / |mean g|^2"}};
+      {"moe_gradnoise_ratio", "MoE-layer gradient noise tr Var(g) / |mean g|^2"},
+      {"mc_accuracy", "multiple-choice accuracy (%)"},
+      {"mc_accuracy_norm", "length-normalised multiple-choice accuracy (%)"},
+      {"all_experts_fraction", "fraction of tokens sent to every expert"},
+      {"routing_mi", "routing mutual information with the domain (normalised)"}};
   auto it = titles.find(metric);
   return it == titles.end() ? metric : it->second;
 }

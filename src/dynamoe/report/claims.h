@@ -30,6 +30,8 @@ namespace dynamoe::report {
 bool claim_metric(const RunData& run, const std::string& metric, double& value);
 /// True for metrics compared as ratios (gradient noise, perplexity).
 bool log_scale_metric(const std::string& metric);
+/// True for metrics shown in percent (accuracies).
+bool percent_metric(const std::string& metric);
 /// A metric value as the page prints it (accuracy in %, noise with 3 significant digits).
 std::string format_metric(const std::string& metric, double value);
 /// A gain in the claimed direction as tables print it: "x0.950" (the ratio better / than) for

@@ -10,6 +10,7 @@
 #include <ostream>
 #include <set>
 
+#include "dynamoe/report/finetune_section.h"
 #include "dynamoe/report/run_data.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
@@ -39,7 +40,7 @@ std::string mean_sd(const std::string& metric, const Sample& s) {
   std::string sd;
   if (metric.find("gradnoise") != std::string::npos) {
     sd = fmt("%.2g", s.sd);
-  } else if (metric == "test_accuracy") {
+  } else if (percent_metric(metric)) {
     sd = fmt("%.2f", 100 * s.sd);
   } else {
     sd = fmt(metric == "val_perplexity" ? "%.2f" : "%.4f", s.sd);
@@ -237,6 +238,7 @@ ResultsPage write_results_page(const sweep::SweepSpec& spec, const std::string& 
     md += "\n";
     for (const auto& r : page.claims) md += "<a id=\"" + r.spec->id + "\"></a>\n\n" + claim_section(r, data);
   }
+  md += finetune_section(data);
   md += "## Every configuration\n\nMean ± sample standard deviation over seeds; accuracy in %.\n\n" +
         configuration_table(data, metrics) + "\n";
   if (!figure_links.empty()) {

@@ -251,7 +251,9 @@ const std::map<std::string, bool>& claim_metrics() {  // name -> higher is bette
   static const std::map<std::string, bool> m = {
       {"test_accuracy", true},        {"test_loss", false},          {"val_perplexity", false},
       {"val_loss", false},            {"val_bits_per_byte", false},  {"gradnoise_trace", false},
-      {"gradnoise_ratio", false},     {"moe_gradnoise_trace", false}, {"moe_gradnoise_ratio", false}};
+      {"gradnoise_ratio", false},     {"moe_gradnoise_trace", false}, {"moe_gradnoise_ratio", false},
+      {"mc_accuracy", true},          {"mc_accuracy_norm", true},    {"all_experts_fraction", false},
+      {"routing_mi", true}};
   return m;
 }
 

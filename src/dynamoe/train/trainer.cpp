@@ -12,6 +12,7 @@
 #include "dynamoe/models/classifier.h"
 #include "dynamoe/train/evaluate.h"
 #include "dynamoe/train/gradnoise.h"
+#include "dynamoe/train/finetune_trainer.h"
 #include "dynamoe/train/lm_trainer.h"
 #include "dynamoe/train/lr_schedule.h"
 #include "dynamoe/train/metrics_log.h"
@@ -36,6 +37,7 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
   std::ostream& out = opts.out ? *opts.out : std::cout;
   auto [run_dir, cfg] = resolve_run(cfg_in, opts);
   if (cfg.model.kind == "lm") return run_lm_training(run_dir, cfg, opts);
+  if (cfg.model.kind == "finetune") return run_finetune_training(run_dir, cfg, opts);
   const bool resuming = !opts.resume.empty();
   const config::TrainConfig& tc = cfg.train;
 

@@ -1,0 +1,119 @@
+#include "dynamoe/report/finetune_section.h"
+
+#include <map>
+#include <vector>
+
+#include "dynamoe/report/stats.h"
+#include "dynamoe/util/error.h"
+
+namespace dynamoe::report {
+namespace {
+using nlohmann::json;
+
+struct Config {
+  std::string name;
+  std::vector<const RunData*> runs;  ///< finished fine-tuning runs, seed order
+};
+
+std::string ms(const std::vector<double>& v, const char* f, double scale = 1) {
+  if (v.empty()) return "-";
+  std::vector<double> s;
+  for (double x : v) s.push_back(scale * x);
+  return fmt(f, mean(s)) + (s.size() > 1 ? " ± " + fmt(f, stdev(s)) : "");
+}
+
+}  // namespace
+
+std::string finetune_section(const SweepData& data) {
+  std::vector<Config> configs;
+  std::map<std::string, size_t> index;
+  const RunData* any = nullptr;
+  for (const RunData& r : data.runs) {
+    if (!r.summary || !r.summary->contains("base_domains")) continue;
+    if (!any) any = &r;
+    std::string name = r.grid;
+    for (const auto& [a, l] : r.axes)
+      if (a != data.layout.seed) name += (name.empty() ? "" : " ") + l;
+    if (name.empty()) name = "all";
+    auto it = index.find(name);
+    if (it == index.end()) {
+      it = index.emplace(name, configs.size()).first;
+      configs.push_back({name, {}});
+    }
+    configs[it->second].runs.push_back(&r);
+  }
+  if (!any) return "";
+  std::vector<std::string> domains;
+  for (const auto& [d, v] : (*any->summary)["base_domains"].items()) domains.push_back(d);
+
+  std::string md = "## Per domain\n\nVal perplexity and multiple-choice accuracy (%) per domain, mean ± sd over seeds. "
+                   "The first row is the frozen base model before fine-tuning (the same in every run).\n\n| configuration |";
+  std::string rule = "|---|";
+  for (const auto& d : domains) {
+    md += " " + d + " perplexity | " + d + " accuracy |";
+    rule += "---|---|";
+  }
+  md += " trainable parameters |\n" + rule + "---|\n| base model |";
+  for (const auto& d : domains) {
+    const json& b = (*any->summary)["base_domains"][d];
+    md += " " + fmt("%.3f", b.value("val_perplexity", 0.0)) + " | " + fmt("%.2f", 100 * b.value("mc_accuracy", 0.0)) + " |";
+  }
+  md += " 0 |\n";
+  for (const Config& c : configs) {
+    md += "| " + c.name + " |";
+    for (const auto& d : domains) {
+      std::vector<double> ppl, acc;
+      for (const RunData* r : c.runs) {
+        const json& j = (*r->summary)["domains"][d];
+        ppl.push_back(j.value("val_perplexity", 0.0));
+        acc.push_back(j.value("mc_accuracy", 0.0));
+      }
+      md += " " + ms(ppl, "%.3f") + " | " + ms(acc, "%.2f", 100) + " |";
+    }
+    md += " " + std::to_string(c.runs[0]->summary->value("parameters", int64_t{0})) + " |\n";
+  }
+
+  // Routing of the mixtures.
+  bool any_routing = false;
+  for (const Config& c : configs) any_routing = any_routing || c.runs[0]->summary->contains("routing");
+  if (!any_routing) return md + "\n";
+  md += "\n## Routing\n\nPer adapted projection, mean ± sd over seeds on the val tokens of all domains: the fraction "
+        "of tokens that activated every expert (DynMoLE's high-entropy broadcast), the mean active experts per token, "
+        "and the mutual information between a token's domain and the experts it was sent to, divided by log(domains) "
+        "(0: every domain is routed alike; 1: the experts separate the domains). Then, for the first seed, each "
+        "domain's most used expert and the share of that domain's assignments it received (uniform is 1/E).\n\n";
+  for (const Config& c : configs) {
+    if (!c.runs[0]->summary->contains("routing")) continue;
+    const json& layers0 = (*c.runs[0]->summary)["routing"]["layers"];
+    md += "### " + c.name + "\n\n| projection | all experts | active/token | routing MI |";
+    std::string r2 = "|---|---|---|---|";
+    for (const auto& d : domains) {
+      md += " " + d + ": top expert (share) |";
+      r2 += "---|";
+    }
+    md += "\n" + r2 + "\n";
+    std::vector<double> all_mean, mi_mean;
+    for (size_t l = 0; l < layers0.size(); ++l) {
+      std::vector<double> all, act, mi;
+      for (const RunData* r : c.runs) {
+        const json& L = (*r->summary)["routing"]["layers"][l];
+        all.push_back(L.value("all_experts_fraction", 0.0));
+        act.push_back(L.value("active_mean", 0.0));
+        mi.push_back(L.value("routing_mi", 0.0));
+      }
+      md += "| " + layers0[l].value("name", "") + " | " + ms(all, "%.3f") + " | " + ms(act, "%.2f") + " | " + ms(mi, "%.3f") + " |";
+      for (const auto& d : domains) {
+        const json& shares = layers0[l]["shares"][d];
+        size_t best = 0;
+        for (size_t e = 0; e < shares.size(); ++e)
+          if (shares[e].get<double>() > shares[best].get<double>()) best = e;
+        md += shares.empty() ? " - |" : " e" + std::to_string(best) + " (" + fmt("%.2f", shares[best].get<double>()) + ") |";
+      }
+      md += "\n";
+    }
+    md += "\n";
+  }
+  return md;
+}
+
+}  // namespace dynamoe::report
