@@ -14,6 +14,7 @@
 #include "dynamoe/util/atomic_file.h"
 #include "gradcheck.h"
 #include "test_util.h"
+#include "tiny_llama.h"
 
 using namespace dynamoe;
 using namespace dynamoe::adapters;
@@ -22,9 +23,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* kConfig = R"({"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-  "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 61, "max_position_embeddings": 32,
-  "rms_norm_eps": 1e-5, "hidden_act": "silu", "tie_word_embeddings": false})";
+const char* const kConfig = testutil::kTinyLlamaConfig;
 
 LlamaForCausalLM random_base(uint64_t seed) {
   torch::manual_seed(seed);

@@ -32,28 +32,32 @@ at::Tensor LoraImpl::forward(const at::Tensor& x) {
 
 at::Tensor LoraImpl::delta_weight() const { return at::matmul(lora_B, lora_A) * scaling(); }  // [out, in]
 
-std::vector<std::string> attach_lora(torch::nn::Module& model, const std::string& pattern,
-                                     const LoraOptions& options) {
-  options.validate();
+std::vector<std::string> attach_adapters(torch::nn::Module& model, const std::string& pattern, const std::string& what,
+                                         const std::function<std::shared_ptr<models::Adapter>(int64_t, int64_t)>& make) {
   std::regex re;
   try {
     re = std::regex(pattern, std::regex::ECMAScript);
   } catch (const std::regex_error& e) {
-    throw ConfigError(str("lora: target pattern '", pattern, "' is not a valid regular expression (", e.what(), ")"));
+    throw ConfigError(str(what, ": target pattern '", pattern, "' is not a valid regular expression (", e.what(), ")"));
   }
   std::vector<std::string> names;
   auto projections = models::named_projections(model);
   for (auto& [name, p] : projections) {
     if (!std::regex_search(name, re)) continue;
-    p->set_adapter(std::make_shared<LoraImpl>(p->in_features(), p->out_features(), options));
+    p->set_adapter(make(p->in_features(), p->out_features()));
     names.push_back(name);
   }
   if (names.empty()) {
     std::string some;
     for (size_t i = 0; i < projections.size() && i < 7; ++i) some += (i ? ", " : "") + projections[i].first;
-    throw ConfigError(str("lora: target pattern '", pattern, "' matches no projection (they are named like ", some, ")"));
+    throw ConfigError(str(what, ": target pattern '", pattern, "' matches no projection (they are named like ", some, ")"));
   }
   return names;
+}
+
+std::vector<std::string> attach_lora(torch::nn::Module& model, const std::string& pattern, const LoraOptions& options) {
+  options.validate();
+  return attach_adapters(model, pattern, "lora", [&](int64_t in, int64_t out) { return std::make_shared<LoraImpl>(in, out, options); });
 }
 
 std::vector<std::string> merge_lora(torch::nn::Module& model) {

@@ -12,6 +12,8 @@
 //   ... train: only the adapters' lora_A / lora_B have requires_grad ...
 //   save_adapters(*lm, "adapter.safetensors");                   // adapter_file.h
 //   merge_lora(*lm);                                             // W += (alpha / r) B A; adapters gone
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -62,6 +64,13 @@ TORCH_MODULE(Lora);
 /// Throws ConfigError when the pattern is invalid or matches nothing (naming a few projections).
 std::vector<std::string> attach_lora(torch::nn::Module& model, const std::string& pattern,
                                      const LoraOptions& options = {});
+
+/// Attaches make(in_features, out_features) to every projection of `model` whose module path
+/// matches `pattern` (searched, ECMAScript), replacing any adapter there; returns the names in
+/// model order. `what` names the adapter kind in errors ("lora", "lora mixture"): ConfigError
+/// when the pattern is invalid or matches nothing (naming a few projections).
+std::vector<std::string> attach_adapters(torch::nn::Module& model, const std::string& pattern, const std::string& what,
+                                         const std::function<std::shared_ptr<models::Adapter>(int64_t, int64_t)>& make);
 
 /// Folds every attached LoRA adapter into its projection's weight (W += (alpha / r) B A, in the
 /// weight's dtype) and detaches it; returns the names merged. The merged model computes the

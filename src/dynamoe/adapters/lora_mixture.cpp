@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <regex>
 
 #include "dynamoe/util/error.h"
 
@@ -208,25 +207,8 @@ at::Tensor LoraMixtureImpl::forward(const at::Tensor& x) {
 std::vector<std::string> attach_lora_mixture(torch::nn::Module& model, const std::string& pattern,
                                              const LoraMixtureOptions& options) {
   options.validate();
-  std::regex re;
-  try {
-    re = std::regex(pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    throw ConfigError(str("lora mixture: target pattern '", pattern, "' is not a valid regular expression (", e.what(), ")"));
-  }
-  std::vector<std::string> names;
-  auto projections = models::named_projections(model);
-  for (auto& [name, p] : projections) {
-    if (!std::regex_search(name, re)) continue;
-    p->set_adapter(std::make_shared<LoraMixtureImpl>(p->in_features(), p->out_features(), options));
-    names.push_back(name);
-  }
-  if (names.empty()) {
-    std::string some;
-    for (size_t i = 0; i < projections.size() && i < 7; ++i) some += (i ? ", " : "") + projections[i].first;
-    throw ConfigError(str("lora mixture: target pattern '", pattern, "' matches no projection (they are named like ", some, ")"));
-  }
-  return names;
+  return attach_adapters(model, pattern, "lora mixture",
+                         [&](int64_t in, int64_t out) { return std::make_shared<LoraMixtureImpl>(in, out, options); });
 }
 
 namespace {

@@ -31,10 +31,7 @@ std::string finetune_section(const SweepData& data) {
   for (const RunData& r : data.runs) {
     if (!r.summary || !r.summary->contains("base_domains")) continue;
     if (!any) any = &r;
-    std::string name = r.grid;
-    for (const auto& [a, l] : r.axes)
-      if (a != data.layout.seed) name += (name.empty() ? "" : " ") + l;
-    if (name.empty()) name = "all";
+    const std::string name = configuration_name(data, r);
     auto it = index.find(name);
     if (it == index.end()) {
       it = index.emplace(name, configs.size()).first;

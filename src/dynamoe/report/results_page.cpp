@@ -62,10 +62,7 @@ std::string configuration_table(const SweepData& data, const std::vector<std::st
   std::vector<Row> rows;
   std::map<std::string, size_t> index;
   for (const RunData& r : data.runs) {
-    std::string name = r.grid;
-    for (const auto& [a, l] : r.axes)
-      if (a != data.layout.seed) name += (name.empty() ? "" : " ") + l;
-    if (name.empty()) name = "all";
+    const std::string name = configuration_name(data, r);
     auto it = index.find(name);
     if (it == index.end()) {
       it = index.emplace(name, rows.size()).first;

@@ -25,6 +25,13 @@ const std::vector<std::string>& SweepData::labels_of(const std::string& axis) co
   return none;
 }
 
+std::string configuration_name(const SweepData& data, const RunData& run) {
+  std::string name = run.grid;
+  for (const auto& [a, l] : run.axes)
+    if (a != data.layout.seed) name += (name.empty() ? "" : " ") + l;
+  return name.empty() ? "all" : name;
+}
+
 namespace {
 
 bool is_moe_layer(const std::string& layer) {

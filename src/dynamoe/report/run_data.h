@@ -53,6 +53,10 @@ struct SweepData {
   const std::vector<std::string>& labels_of(const std::string& axis) const;
 };
 
+/// The configuration a run belongs to: its grid and axis labels except the seed's, joined by
+/// spaces ("descending dynamoe", "iso wave mnist"; "all" when there is nothing else).
+std::string configuration_name(const SweepData& data, const RunData& run);
+
 /// Reads a sweep folder (or a plain folder of runs). Throws dynamoe::Error when it holds no run.
 SweepData load_sweep_data(const std::string& dir);
 

@@ -256,13 +256,7 @@ TrainResult run_finetune_training(const std::string& run_dir, const config::Conf
 
   io::TrainerState state;
   if (resuming) {
-    const std::string ckpt = io::latest_checkpoint(ckpt_dir);
-    DYNAMOE_CHECK(!ckpt.empty(), "--resume: run '", run_dir, "' has no checkpoint yet; start it again instead");
-    io::load_state_dict(*model, (fs::path(ckpt) / "model.safetensors").string());
-    load_optimizer_state(*opt, read_file((fs::path(ckpt) / "optimizer.pt").string()), ckpt);
-    state = io::load_trainer_state(ckpt);
-    io::set_cpu_rng_state(state.rng_state, ckpt);
-    out << "resuming " << run_dir << " from step " << state.step << " (" << ckpt << ")\n";
+    state = resume_from_checkpoint(run_dir, *model, *opt, out);
   } else {
     create_run_folder(run_dir, config_yaml, opts.overwrite);
   }
@@ -302,11 +296,7 @@ TrainResult run_finetune_training(const std::string& run_dir, const config::Conf
     progress.message(eval_line(str("eval  step ", step), last_eval, domains));
   };
   auto do_checkpoint = [&](int64_t step) {
-    state.step = step;
-    state.epoch = step / per_epoch;
-    state.batch_in_epoch = step % per_epoch;
-    state.rng_state = io::cpu_rng_state();
-    last_ckpt = io::save_checkpoint(ckpt_dir, *model, *opt, state, config_yaml, tc.keep_checkpoints);
+    last_ckpt = save_run_checkpoint(run_dir, *model, *opt, state, step, per_epoch, config_yaml, tc.keep_checkpoints);
   };
 
   bool evaluated_last = false;

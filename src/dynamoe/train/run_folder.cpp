@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "dynamoe/train/optimizer.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -33,6 +34,28 @@ void create_run_folder(const std::string& run_dir, const std::string& config_yam
   }
   make_dirs(run_dir);
   write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_yaml);
+}
+
+io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::Module& model,
+                                        torch::optim::Optimizer& opt, std::ostream& out) {
+  const std::string ckpt = io::latest_checkpoint((fs::path(run_dir) / "checkpoints").string());
+  DYNAMOE_CHECK(!ckpt.empty(), "--resume: run '", run_dir, "' has no checkpoint yet; start it again instead");
+  io::load_state_dict(model, (fs::path(ckpt) / "model.safetensors").string());
+  load_optimizer_state(opt, read_file((fs::path(ckpt) / "optimizer.pt").string()), ckpt);
+  io::TrainerState state = io::load_trainer_state(ckpt);
+  io::set_cpu_rng_state(state.rng_state, ckpt);
+  out << "resuming " << run_dir << " from step " << state.step << " (" << ckpt << ")\n";
+  return state;
+}
+
+std::string save_run_checkpoint(const std::string& run_dir, torch::nn::Module& model, torch::optim::Optimizer& opt,
+                                io::TrainerState& state, int64_t step, int64_t per_epoch,
+                                const std::string& config_yaml, int64_t keep) {
+  state.step = step;
+  state.epoch = step / per_epoch;
+  state.batch_in_epoch = step % per_epoch;
+  state.rng_state = io::cpu_rng_state();
+  return io::save_checkpoint((fs::path(run_dir) / "checkpoints").string(), model, opt, state, config_yaml, keep);
 }
 
 }  // namespace dynamoe::train

@@ -1,10 +1,15 @@
 #pragma once
 // The run folder shared by every trainer: which folder and configuration a `dynamoe train`
 // invocation means, and creating it (refusing to clobber an existing run unless asked).
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+
+#include <ostream>
 #include <string>
 #include <utility>
 
 #include "dynamoe/config/config.h"
+#include "dynamoe/io/checkpoint.h"
 #include "dynamoe/train/trainer.h"
 
 namespace dynamoe::train {
@@ -16,5 +21,17 @@ std::pair<std::string, config::Config> resolve_run(const config::Config& cfg, co
 /// A new run: creates run_dir (replacing it only when `overwrite`; otherwise an existing folder
 /// is an error naming --resume and --overwrite) and writes config.yaml atomically.
 void create_run_folder(const std::string& run_dir, const std::string& config_yaml, bool overwrite);
+
+/// Continues a run from its newest checkpoint (run_dir/checkpoints): loads the weights into
+/// `model` and the optimizer state into `opt`, restores the CPU RNG, prints "resuming ... from
+/// step N" and returns the saved state. An error naming the run when it has no checkpoint yet.
+io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::Module& model,
+                                        torch::optim::Optimizer& opt, std::ostream& out);
+
+/// Writes checkpoint `step` of a run (atomically, keeping the newest `keep`): first sets
+/// state's step, epoch and batch (per_epoch batches an epoch) and RNG. Returns its folder.
+std::string save_run_checkpoint(const std::string& run_dir, torch::nn::Module& model, torch::optim::Optimizer& opt,
+                                io::TrainerState& state, int64_t step, int64_t per_epoch,
+                                const std::string& config_yaml, int64_t keep);
 
 }  // namespace dynamoe::train

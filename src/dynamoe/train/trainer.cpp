@@ -58,16 +58,10 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
 
   io::TrainerState state;
   if (resuming) {
-    const std::string ckpt = io::latest_checkpoint(ckpt_dir);
-    DYNAMOE_CHECK(!ckpt.empty(), "--resume: run '", run_dir, "' has no checkpoint yet; start it again instead");
-    io::load_state_dict(*model, (fs::path(ckpt) / "model.safetensors").string());
-    load_optimizer_state(*opt, read_file((fs::path(ckpt) / "optimizer.pt").string()), ckpt);
-    state = io::load_trainer_state(ckpt);
-    DYNAMOE_CHECK(state.epoch == state.step / per_epoch && state.batch_in_epoch == state.step % per_epoch, ckpt,
-                  ": data position (epoch ", state.epoch, ", batch ", state.batch_in_epoch,
+    state = resume_from_checkpoint(run_dir, *model, *opt, out);
+    DYNAMOE_CHECK(state.epoch == state.step / per_epoch && state.batch_in_epoch == state.step % per_epoch, run_dir,
+                  ": data position of the newest checkpoint (epoch ", state.epoch, ", batch ", state.batch_in_epoch,
                   ") does not match step ", state.step, " with ", per_epoch, " batches per epoch");
-    io::set_cpu_rng_state(state.rng_state, ckpt);
-    out << "resuming " << run_dir << " from step " << state.step << " (" << ckpt << ")\n";
   } else {
     create_run_folder(run_dir, config_yaml, opts.overwrite);
   }
@@ -113,11 +107,7 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
     result.test_accuracy = ev.accuracy;
   };
   auto do_checkpoint = [&](int64_t step) {
-    state.step = step;
-    state.epoch = step / per_epoch;
-    state.batch_in_epoch = step % per_epoch;
-    state.rng_state = io::cpu_rng_state();
-    last_ckpt = io::save_checkpoint(ckpt_dir, *model, *opt, state, config_yaml, tc.keep_checkpoints);
+    last_ckpt = save_run_checkpoint(run_dir, *model, *opt, state, step, per_epoch, config_yaml, tc.keep_checkpoints);
   };
 
   bool evaluated_last = false;
