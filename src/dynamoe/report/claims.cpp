@@ -153,7 +153,7 @@ void evaluate_compare(const Table& t, const sweep::ClaimSpec& c, ClaimResult& ou
     out.answer += str(v, " for ", s.better, " vs ", c.than, ": over ", s.cells, s.cells == 1 ? " cell" : " cells", ", ",
                       s.better, " changes ", what, " by ", gain_text(c.metric, s.gain, c.maximize), " on average (standard error ",
                       log_scale_metric(c.metric) ? fmt("%.3f", s.gain_se) + " in log units"
-                                                 : (c.metric == "test_accuracy" ? fmt("%.2f", 100 * s.gain_se) + " points"
+                                                 : (percent_metric(c.metric) ? fmt("%.2f", 100 * s.gain_se) + " points"
                                                                                  : fmt("%.4f", s.gain_se)),
                       ", ", p_text(s.p), "); better at p < 0.05 in ", s.better_significant, ", worse in ",
                       s.worse_significant, "; from ", gain_text(c.metric, s.worst_gain, c.maximize), " (", s.worst_cell,

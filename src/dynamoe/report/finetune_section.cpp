@@ -1,5 +1,7 @@
 #include "dynamoe/report/finetune_section.h"
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <vector>
 
@@ -8,6 +10,7 @@
 
 namespace dynamoe::report {
 namespace {
+namespace fs = std::filesystem;
 using nlohmann::json;
 
 struct Config {
@@ -82,7 +85,29 @@ std::string finetune_section(const SweepData& data) {
   for (const Config& c : configs) {
     if (!c.runs[0]->summary->contains("routing")) continue;
     const json& layers0 = (*c.runs[0]->summary)["routing"]["layers"];
-    md += "### " + c.name + "\n\n| projection | all experts | active/token | routing MI |";
+    md += "### " + c.name + "\n\n";
+    // The all-experts fraction at each evaluation (metrics.jsonl), mean over projections and seeds.
+    std::map<int64_t, std::vector<double>> by_step;
+    for (const RunData* r : c.runs) {
+      std::ifstream in(fs::path(r->dir) / "metrics.jsonl");
+      for (std::string line; std::getline(in, line);) {
+        json row;
+        try {
+          row = json::parse(line);
+        } catch (const std::exception&) {
+          continue;
+        }
+        if (row.value("split", "") == "val" && row.contains("routing"))
+          by_step[row.value("step", int64_t{0})].push_back(row["routing"].value("all_experts_fraction", 0.0));
+      }
+    }
+    if (!by_step.empty()) {
+      md += "Tokens sent to every expert, mean over projections and seeds, by training step:";
+      for (const auto& [step, v] : by_step) md += " " + std::to_string(step) + ": " + fmt("%.3f", mean(v)) + ";";
+      md.back() = '.';
+      md += "\n\n";
+    }
+    md += "| projection | all experts | active/token | routing MI |";
     std::string r2 = "|---|---|---|---|";
     for (const auto& d : domains) {
       md += " " + d + ": top expert (share) |";
