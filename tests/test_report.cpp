@@ -265,6 +265,8 @@ TEST(ReportOfLanguageModels, LeadsWithValPerplexityAndMarksTheLowestBest) {
   EXPECT_NE(h.find("id=\"perplexity\""), std::string::npos);
   EXPECT_NE(h.find("id=\"chart-curve-val-perplexity\""), std::string::npos);
   EXPECT_EQ(h.find("id=\"chart-accuracy\""), std::string::npos);
+  EXPECT_EQ(h.find("id=\"gallery-section\""), std::string::npos) << "no test images to rank";
+  EXPECT_EQ(h.find("id=\"noise\""), std::string::npos) << "no gradient noise for language models";
   const std::string open = "<script type=\"application/json\" id=\"report-data\">";
   const size_t a = h.find(open), b = h.find("</script>", a);
   const auto R = nlohmann::json::parse(h.substr(a + open.size(), b - a - open.size()));

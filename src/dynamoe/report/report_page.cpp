@@ -317,6 +317,7 @@ function renderTable() {
 
 function renderGallery() {
   const box = document.getElementById('gallery');
+  if (!box) return;  // language-model reports have no image gallery
   const groups = (R.gallery || []).filter(g => dmMatch(R, sel, g));
   if (!groups.length) {
     box.replaceChildren(el('div', {class: 'empty', text: (R.gallery || []).length ? 'No dynamically routed run in this selection.'
@@ -433,7 +434,9 @@ std::string report_page(const std::string& data_json, const std::string& library
   h += "<header><div class=\"wrap\"><h1>" + title + "</h1><div class=\"sub\" id=\"sub\"></div><div class=\"cards\" id=\"cards\"></div></div></header>\n";
   h += "<nav class=\"controls\"><div class=\"wrap\"><span id=\"selects\" style=\"display:flex;gap:18px\"></span><span class=\"links\">"
        "<a href=\"#results\">results</a><a href=\"#" + metric + "\">" + metric + "</a><a href=\"#curves\">curves</a><a href=\"#layers\">layers</a>"
-       "<a href=\"#load\">load</a><a href=\"#noise\">gradient noise</a><a href=\"#gallery-section\">gallery</a><a href=\"#figures\">figures</a>"
+       "<a href=\"#load\">load</a>" +
+       std::string(language_model ? "" : "<a href=\"#noise\">gradient noise</a><a href=\"#gallery-section\">gallery</a>") +
+       "<a href=\"#figures\">figures</a>"
        "</span></div></nav>\n<main class=\"wrap\">\n<div id=\"warnings\"></div>\n";
   h += "<section id=\"results\"><h2>Results</h2><p class=\"note\">One row per configuration: mean \xC2\xB1 standard deviation "
        "of the final " + std::string(language_model ? "val perplexity" : "test accuracy") +
@@ -451,12 +454,15 @@ std::string report_page(const std::string& data_json, const std::string& library
        "<div class=\"chart\" id=\"chart-curve-train-loss\"></div></section>\n";
   h += "<section id=\"layers\"><h2>Experts per layer</h2><div class=\"chart\" id=\"chart-layers\"></div></section>\n";
   h += "<section id=\"load\"><h2>Expert load</h2><div class=\"chart\" id=\"chart-load\"></div></section>\n";
-  h += "<section id=\"noise\"><h2>Gradient noise</h2><p class=\"note\">Recorded every <code>train.gradnoise_every</code> steps "
-       "from <code>train.gradnoise_batches</code> mini-batch gradients at fixed parameters (docs/moe.md).</p>"
-       "<div class=\"chart\" id=\"chart-gradnoise-ratio\"></div><div class=\"chart\" id=\"chart-gradnoise-trace\"></div></section>\n";
-  h += "<section id=\"gallery-section\"><h2>Easy and hard test images</h2><p class=\"note\">Test images ranked by the experts "
-       "they activated (mean over the MoE layers) in dynamically routed runs (first seed): the fewest next to the most.</p>"
-       "<div id=\"gallery\"></div><div class=\"chart\" id=\"chart-gallery-classes\"></div></section>\n";
+  // Language models record no gradient noise and have no test images: those sections are left out.
+  if (!language_model) {
+    h += "<section id=\"noise\"><h2>Gradient noise</h2><p class=\"note\">Recorded every <code>train.gradnoise_every</code> steps "
+         "from <code>train.gradnoise_batches</code> mini-batch gradients at fixed parameters (docs/moe.md).</p>"
+         "<div class=\"chart\" id=\"chart-gradnoise-ratio\"></div><div class=\"chart\" id=\"chart-gradnoise-trace\"></div></section>\n";
+    h += "<section id=\"gallery-section\"><h2>Easy and hard test images</h2><p class=\"note\">Test images ranked by the experts "
+         "they activated (mean over the MoE layers) in dynamically routed runs (first seed): the fewest next to the most.</p>"
+         "<div id=\"gallery\"></div><div class=\"chart\" id=\"chart-gallery-classes\"></div></section>\n";
+  }
   h += "</div>\n";
   h += "<section id=\"figures\"><h2>Figures for papers</h2><p class=\"note\">SVG files written next to this report, one per "
        "chart and selection (the same charts as above), and one per gallery.</p><ul class=\"figures\" id=\"figure-list\"></ul></section>\n";
