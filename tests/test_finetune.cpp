@@ -101,6 +101,7 @@ TEST(Finetune, AdaptersLearnTheNewDomainAndLeaveTheBaseUntouched) {
     EXPECT_LT(after, 0.98 * before) << adapter << ": kernel-docs " << before << " -> " << after;
     EXPECT_LT(s["val_perplexity"].get<double>(), s["base_val_perplexity"].get<double>()) << adapter;
     EXPECT_EQ(s["domains"]["python-docs"]["mc_items"].get<int>(), 12);
+    EXPECT_GE(testutil::expect_common_row_fields(dir.file("runs/" + name), "tokens"), 1) << adapter;
     if (std::string(adapter) == "dynmole") {
       const double all = s["all_experts_fraction"].get<double>();
       EXPECT_GE(all, 0.0);

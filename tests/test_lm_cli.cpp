@@ -60,6 +60,7 @@ TEST(LMCli, TrainEvalGenerateAndResume) {
   EXPECT_GT(full["bigram_val_perplexity"].get<double>(), 1.0);
   EXPECT_LT(full["val_perplexity"].get<double>(), 257.0);
   EXPECT_EQ(full["moe"].size(), 2u);
+  EXPECT_GE(testutil::expect_common_row_fields(dir.file("runs/full"), "tokens"), 1);
   // the same run killed after its step-20 checkpoint and resumed ends with the same weights
   r = run_command(train_cmd(dir, "half", "--set train.steps=40 --set train.eval_every=20"));
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -8,10 +8,14 @@
 #include <functional>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "dynamoe/data/idx.h"
+#include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::testutil {
@@ -131,6 +135,29 @@ inline void write_synthetic_idx(const std::string& dir, int64_t n_train, int64_t
   };
   make(n_train, "train-images-idx3-ubyte", "train-labels-idx1-ubyte");
   make(n_test, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte");
+}
+
+/// Checks that every row of a run's metrics.jsonl carries the fields common to every task:
+/// train rows step, epoch, split, loss, lr, grad_norm (a number), <unit>_per_s, elapsed_s;
+/// eval rows step, epoch, split, loss, elapsed_s. Returns the number of train rows.
+inline int expect_common_row_fields(const std::string& run_dir, const std::string& unit) {
+  int train_rows = 0;
+  std::string text = dynamoe::read_file(run_dir + "/metrics.jsonl");
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    const auto row = nlohmann::json::parse(line);
+    const std::string split = row.at("split").get<std::string>();
+    if (split == "train") {
+      ++train_rows;
+      for (const char* k : {"step", "epoch", "loss", "lr", "grad_norm", "elapsed_s"})
+        EXPECT_TRUE(row.contains(k) && row[k].is_number()) << run_dir << ": train row without a numeric " << k << ": " << line;
+      EXPECT_TRUE(row.contains(unit + "_per_s")) << run_dir << ": " << line;
+    } else if (split != "gradnoise" && split != "base") {
+      for (const char* k : {"step", "epoch", "loss", "elapsed_s"})
+        EXPECT_TRUE(row.contains(k) && row[k].is_number()) << run_dir << ": eval row without a numeric " << k << ": " << line;
+    }
+  }
+  return train_rows;
 }
 
 }  // namespace dynamoe::testutil

@@ -11,7 +11,7 @@
 #include "dynamoe/models/lm/bigram.h"
 #include "dynamoe/train/evaluate.h"
 #include "dynamoe/train/lm_data.h"
-#include "dynamoe/train/lm_trainer.h"
+#include "dynamoe/train/lm_checkpoint.h"
 #include "dynamoe/train/moe_report.h"
 #include "dynamoe/train/trainer.h"
 #include "dynamoe/util/atomic_file.h"

@@ -5,7 +5,8 @@
 #include "commands.h"
 #include "dynamoe/io/checkpoint.h"
 #include "dynamoe/models/lm/generate.h"
-#include "dynamoe/train/lm_trainer.h"
+#include "dynamoe/train/lm_checkpoint.h"
+#include "dynamoe/train/trainer.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::cli {

@@ -7,8 +7,8 @@
 #include "dynamoe/config/config.h"
 #include "dynamoe/eval/multiple_choice.h"
 #include "dynamoe/io/checkpoint.h"
-#include "dynamoe/train/finetune_trainer.h"
-#include "dynamoe/train/lm_trainer.h"
+#include "dynamoe/train/finetune_task.h"
+#include "dynamoe/train/lm_checkpoint.h"
 #include "dynamoe/train/trainer.h"
 #include "dynamoe/util/atomic_file.h"
 

@@ -1,5 +1,5 @@
 #pragma once
-// Gradient noise (spec section 7): at fixed parameters, the gradients g_1..g_M of the training
+// Gradient noise (docs/methods.md section 7.2): at fixed parameters, the gradients g_1..g_M of the training
 // loss on M random mini-batches; per layer the trace of their variance sum_j Var_m(g_{m,j})
 // (unbiased, over m) and the ratio tr(Var) / ||mean_m g_m||^2.
 // A "layer" is the parameter-name prefix up to its first numeric component ("stack.moe.2",

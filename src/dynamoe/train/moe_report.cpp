@@ -9,6 +9,27 @@ void accumulate(std::vector<moe::LayerStatsAccumulator>& acc, const std::vector<
   for (size_t l = 0; l < stats.size(); ++l) acc[l].add(stats[l]);
 }
 
+void add_moe_eval(const std::vector<moe::LayerStatsAccumulator>& acc, const std::string& what, nlohmann::json& row,
+                  std::string& line) {
+  if (acc.empty()) return;
+  row["moe"] = moe_json(acc);
+  row["active_experts"] = mean_active(acc);
+  line += "  active experts/token per " + what + ":";
+  char buf[32];
+  for (const auto& a : acc) {
+    std::snprintf(buf, sizeof(buf), " %.2f", a.active_mean());
+    line += buf;
+  }
+}
+
+void add_moe_summary(const std::vector<moe::LayerStatsAccumulator>& acc, const std::string& title, nlohmann::json& summary,
+                     std::ostream& out) {
+  if (acc.empty()) return;
+  summary["moe"] = moe_json(acc);
+  summary["active_experts"] = mean_active(acc);
+  out << title << ":\n" << moe_table(acc);
+}
+
 nlohmann::json moe_json(const std::vector<moe::LayerStatsAccumulator>& acc) {
   nlohmann::json layers = nlohmann::json::array();
   for (size_t l = 0; l < acc.size(); ++l) {

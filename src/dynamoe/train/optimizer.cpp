@@ -2,8 +2,6 @@
 
 #include <torch/torch.h>
 
-#include <sstream>
-
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::train {
@@ -29,25 +27,6 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const config::TrainConfi
 
 void set_lr(torch::optim::Optimizer& opt, double lr) {
   for (auto& group : opt.param_groups()) group.options().set_lr(lr);
-}
-
-std::string optimizer_state_bytes(torch::optim::Optimizer& opt) {
-  torch::serialize::OutputArchive archive;
-  opt.save(archive);
-  std::ostringstream os;
-  archive.save_to(os);
-  return os.str();
-}
-
-void load_optimizer_state(torch::optim::Optimizer& opt, const std::string& bytes, const std::string& where) {
-  try {
-    std::istringstream is(bytes);
-    torch::serialize::InputArchive archive;
-    archive.load_from(is);
-    opt.load(archive);
-  } catch (const c10::Error& e) {
-    throw Error(str(where, ": cannot load optimizer state: ", e.what_without_backtrace()));
-  }
 }
 
 }  // namespace dynamoe::train

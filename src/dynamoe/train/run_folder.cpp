@@ -2,7 +2,7 @@
 
 #include <filesystem>
 
-#include "dynamoe/train/optimizer.h"
+#include "dynamoe/io/optimizer_state.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -41,7 +41,7 @@ io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::M
   const std::string ckpt = io::latest_checkpoint((fs::path(run_dir) / "checkpoints").string());
   DYNAMOE_CHECK(!ckpt.empty(), "--resume: run '", run_dir, "' has no checkpoint yet; start it again instead");
   io::load_state_dict(model, (fs::path(ckpt) / "model.safetensors").string());
-  load_optimizer_state(opt, read_file((fs::path(ckpt) / "optimizer.pt").string()), ckpt);
+  io::load_optimizer_state(opt, read_file((fs::path(ckpt) / "optimizer.pt").string()), ckpt);
   io::TrainerState state = io::load_trainer_state(ckpt);
   io::set_cpu_rng_state(state.rng_state, ckpt);
   out << "resuming " << run_dir << " from step " << state.step << " (" << ckpt << ")\n";

@@ -1,7 +1,9 @@
 #pragma once
-// The training loop: data -> model -> loss -> optimizer, with evaluation, metrics,
-// progress, atomic checkpoints and exact resumption.
+// Training a model from a config: picks the task (task.h) for model.kind and runs the one
+// training loop (train_loop.h) on it, with evaluation, metrics, progress, atomic checkpoints
+// and exact resumption.
 //   auto r = dynamoe::train::run_training(cfg, {.name = "demo"});
+#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -30,6 +32,10 @@ struct TrainResult {
 /// Trains per `cfg` (ignored when opts.resume is set). Nothing is written before the config,
 /// the data and the model have been checked.
 TrainResult run_training(const config::Config& cfg, const TrainOptions& opts);
+
+class Task;
+/// The task that trains cfg.model.kind: a language model, fine-tuning, or an image classifier.
+std::unique_ptr<Task> make_task(const config::Config& cfg);
 
 /// Sets the intra-op thread count (0: all cores) and returns it.
 int set_threads(int64_t threads);

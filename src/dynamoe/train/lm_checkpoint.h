@@ -1,23 +1,16 @@
 #pragma once
-// The language-model training loop (model.kind = lm): random token windows from the
-// memory-mapped train split -> TransformerLM -> next-token cross-entropy (+ MoE auxiliary
-// losses) -> optimizer; val perplexity next to a bigram baseline fitted on the same train
-// split; per-layer MoE metrics; atomic checkpoints and exact resumption (a batch depends only
-// on the seed and the step). Reached through run_training (trainer.h).
-#include <string>
-
+// Where a language model's data, tokenizer and checkpoints are found: the corpus folder and
+// tokenizer a config names (missing files name the fetch command), and an LM restored from a
+// checkpoint folder for eval, generate, mc and fine-tuning.
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "dynamoe/config/config.h"
 #include "dynamoe/models/lm/transformer.h"
 #include "dynamoe/text/tokenizer.h"
-#include "dynamoe/train/trainer.h"
 
 namespace dynamoe::train {
-
-/// Trains the language model of `cfg` in `run_dir` (already resolved by run_training).
-TrainResult run_lm_training(const std::string& run_dir, const config::Config& cfg, const TrainOptions& opts);
 
 /// The folder of the token files cfg.data names (<data.dir>/<dataset>/<tokenizer>); a missing
 /// corpus is an error naming the fetch command.

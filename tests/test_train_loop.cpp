@@ -1,0 +1,109 @@
+// The one training loop (train/train_loop.h) as every task sees it, through the CLI on synthetic
+// data: the common row fields, numeric routing entropy for every router of an image model (it
+// was null for dynamoe's noisy g), a router that needs token ids refused before anything is
+// written, and a run resumed at its end that logs no second evaluation.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "dynamoe/moe/routing.h"
+#include "dynamoe/util/atomic_file.h"
+#include "test_util.h"
+
+using namespace dynamoe;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string moe_cmd(const testutil::TempDir& tmp, const std::string& name, const std::string& extra) {
+  return testutil::cli() + " train --plain --config " + testutil::source_dir() + "/configs/demo.yaml --name " + name +
+         " --set data.dataset=idx --set data.path=" + (tmp / "data") + " --set train.runs_dir=" + (tmp / "runs") +
+         " --set model.d_model=16 --set moe.expert_hidden=16 --set train.steps=6 --set train.log_every=2"
+         " --set train.eval_every=3 --set train.warmup_steps=2 --set train.batch_size=16 --set train.threads=1 " +
+         extra;
+}
+
+std::vector<nlohmann::json> rows(const std::string& run_dir, const std::string& split) {
+  std::vector<nlohmann::json> out;
+  std::istringstream lines(read_file(run_dir + "/metrics.jsonl"));
+  for (std::string line; std::getline(lines, line);) {
+    auto row = nlohmann::json::parse(line);
+    if (row["split"] == split) out.push_back(row);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(TrainLoop, ClassifierRowsCarryTheCommonFields) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 96, 32);
+  auto r = testutil::run_command(moe_cmd(tmp, "a", "--set train.grad_clip=0"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // grad_norm is measured even when nothing is clipped
+  EXPECT_EQ(testutil::expect_common_row_fields(tmp / "runs/a", "samples"), 3);
+  const auto s = nlohmann::json::parse(read_file(tmp / "runs/a/summary.json"));
+  EXPECT_GT(s["train_samples_per_s"].get<double>(), 0);
+  EXPECT_EQ(s["steps_this_process"].get<int>(), 6);
+}
+
+TEST(TrainLoop, RoutingEntropyIsANumberForEveryRouterOfAnImageModel) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 96, 32);
+  for (const std::string& router : moe::router_names()) {
+    if (moe::router_traits(router).needs_token_ids) continue;
+    auto r = testutil::run_command(moe_cmd(tmp, router, "--set moe.router=" + router));
+    ASSERT_EQ(r.exit_code, 0) << router << ": " << r.output;
+    for (const char* split : {"train", "test"})
+      for (const auto& row : rows(tmp / ("runs/" + router), split))
+        for (const auto& layer : row.at("moe")) {
+          ASSERT_TRUE(layer.at("entropy").is_number()) << router << " " << split << ": " << layer.dump();
+          EXPECT_GE(layer["entropy"].get<double>(), 0.0) << router;
+        }
+  }
+}
+
+TEST(TrainLoop, ARouterThatNeedsTokenIdsIsRefusedBeforeAnythingIsWritten) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 96, 32);
+  auto r = testutil::run_command(moe_cmd(tmp, "h", "--set moe.router=hash"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("moe.router = 'hash' routes by token id"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "runs/h"));
+}
+
+TEST(TrainLoop, AFinishedRunResumedLogsNoSecondEvaluation) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 96, 32);
+  auto r = testutil::run_command(moe_cmd(tmp, "f", ""));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto before = nlohmann::json::parse(read_file(tmp / "runs/f/summary.json"));
+  r = testutil::run_command(testutil::cli() + " train --plain --resume " + (tmp / "runs/f"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(rows(tmp / "runs/f", "test").size(), 2u);  // steps 3 and 6, once each
+  const auto after = nlohmann::json::parse(read_file(tmp / "runs/f/summary.json"));
+  EXPECT_EQ(after["test_accuracy"], before["test_accuracy"]);
+  EXPECT_EQ(after["steps_this_process"].get<int>(), 0);
+}
+
+TEST(Repository, PointsAtNoFileOutsideItself) {
+  // Docs and comments cite docs/methods.md; a user's clone has nothing beside it.
+  const fs::path root = testutil::source_dir();
+  std::vector<std::string> offenders;
+  for (const char* top : {"src", "tests", "docs", "configs", "bench", "scripts", "examples", "cmake"}) {
+    if (!fs::exists(root / top)) continue;
+    for (const auto& e : fs::recursive_directory_iterator(root / top)) {
+      if (!e.is_regular_file() || e.path().filename() == "test_train_loop.cpp") continue;
+      const std::string ext = e.path().extension().string();
+      if (ext != ".h" && ext != ".cpp" && ext != ".md" && ext != ".py" && ext != ".yaml" && ext != ".sh") continue;
+      if (read_file(e.path().string()).find("shared/specs") != std::string::npos) offenders.push_back(e.path().string());
+    }
+  }
+  for (const char* f : {"README.md", "Makefile", "CMakeLists.txt"})
+    if (read_file((root / f).string()).find("shared/specs") != std::string::npos) offenders.push_back(f);
+  EXPECT_TRUE(offenders.empty()) << "these files point at shared/specs, which a clone does not have: "
+                                 << ::testing::PrintToString(offenders);
+}
