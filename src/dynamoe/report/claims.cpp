@@ -161,11 +161,11 @@ void evaluate_compare(const Table& t, const sweep::ClaimSpec& c, ClaimResult& ou
   }
 }
 
-void evaluate_best(const Table& t, const sweep::ClaimSpec& c, const SweepData& data, ClaimResult& out) {
+/// The cells of a best claim, each with its labels ranked best first, and the strata they fall in.
+void rank_cells(const Table& t, const sweep::ClaimSpec& c, ClaimResult& out, std::vector<std::string>& stratum_order,
+                std::map<std::string, std::vector<size_t>>& stratum_cells) {
   const double sign = c.maximize ? 1 : -1;
   std::set<std::string> across(c.across.begin(), c.across.end());
-  std::vector<std::string> stratum_order;
-  std::map<std::string, std::vector<size_t>> stratum_cells;
   for (const std::string& cell : t.cell_order) {
     BestCell b;
     b.cell = cell;
@@ -185,6 +185,79 @@ void evaluate_best(const Table& t, const sweep::ClaimSpec& c, const SweepData& d
     stratum_cells[b.stratum].push_back(out.cells.size());
     out.cells.push_back(std::move(b));
   }
+}
+
+/// Labels present with at least one value in every cell of the stratum (cells `idx`), in axis order.
+std::vector<std::string> labels_everywhere(const Table& t, const ClaimResult& out, const std::vector<size_t>& idx,
+                                           const std::vector<std::string>& axis_labels) {
+  std::vector<std::string> labels;
+  for (const auto& l : axis_labels) {
+    bool everywhere = true;
+    for (size_t i : idx) {
+      const auto& vals = t.values.at(out.cells[i].cell);
+      everywhere = everywhere && vals.count(l) && !vals.at(l).empty();
+    }
+    if (everywhere) labels.push_back(l);
+  }
+  return labels;
+}
+
+/// The label x across interaction test of a stratum (cells `idx`) into bs.test; false when too few values to test.
+bool test_interaction(const Table& t, const sweep::ClaimSpec& c, const ClaimResult& out, const std::vector<size_t>& idx,
+                      const std::vector<std::string>& labels, BestStratum& bs) {
+  bool tested = false;
+  if (labels.size() >= 2 && idx.size() >= 2) {
+    std::vector<std::vector<std::vector<double>>> cells(labels.size(), std::vector<std::vector<double>>(idx.size()));
+    size_t total = 0;
+    for (size_t a = 0; a < labels.size(); ++a)
+      for (size_t b = 0; b < idx.size(); ++b) {
+        cells[a][b] = transformed(c.metric, t.values.at(out.cells[idx[b]].cell).at(labels[a]));
+        total += cells[a][b].size();
+      }
+    if (total > labels.size() * idx.size()) {
+      bs.test = interaction_test(cells);
+      tested = true;
+    }
+  }
+  return tested;
+}
+
+/// Plain text: how often each label is best in the stratum `st` (of `n_cells` cells), and the test.
+std::string stratum_text(const sweep::ClaimSpec& c, const std::string& st, const BestStratum& bs, size_t n_cells,
+                         const std::vector<std::string>& axis_labels, bool tested) {
+  std::map<std::string, int> count;
+  for (const auto& b : bs.bests) ++count[b];
+  std::string tally;
+  for (const auto& l : axis_labels)
+    if (count.count(l)) tally += (tally.empty() ? "" : ", ") + l + " in " + std::to_string(count[l]);
+  std::string text = str(st.empty() ? "" : st + ": ", "best ", c.axis, " ", tally, " of ", n_cells, " cells");
+  if (tested)
+    text += str("; ", c.axis, " x (", [&] {
+                  std::string s;
+                  for (const auto& a : c.across) s += (s.empty() ? "" : ", ") + a;
+                  return s;
+                }(),
+                ") interaction F(", fmt("%.0f", bs.test.df_interaction), ", ", fmt("%.0f", bs.test.df_error), ") = ",
+                fmt("%.2f", bs.test.f), ", ", p_text(bs.test.p), ", main effect of ", c.axis, " ", p_text(bs.test.p_main_a));
+  text += ". ";
+  return text;
+}
+
+/// How often the claimed best is the best: "The claimed best matches in <hits> of <cells> cells."
+std::string expected_text(const ClaimResult& out) {
+  int n = 0, hit = 0;
+  for (const auto& b : out.cells)
+    if (!b.expected.empty()) {
+      ++n;
+      hit += !b.ranked.empty() && b.ranked[0].label == b.expected;
+    }
+  return str("The claimed best matches in ", hit, " of ", n, " cells.");
+}
+
+void evaluate_best(const Table& t, const sweep::ClaimSpec& c, const SweepData& data, ClaimResult& out) {
+  std::vector<std::string> stratum_order;
+  std::map<std::string, std::vector<size_t>> stratum_cells;
+  rank_cells(t, c, out, stratum_order, stratum_cells);
   // Labels in axis order (as the sweep lists them).
   const std::vector<std::string>& axis_labels = data.labels_of(c.axis);
   const double alpha = kAlpha / std::max<size_t>(1, stratum_order.size());
@@ -195,56 +268,19 @@ void evaluate_best(const Table& t, const sweep::ClaimSpec& c, const SweepData& d
     BestStratum bs;
     bs.stratum = st;
     const auto& idx = stratum_cells[st];
-    // Labels present with at least one value in every cell of the stratum.
-    std::vector<std::string> labels;
-    for (const auto& l : axis_labels) {
-      bool everywhere = true;
-      for (size_t i : idx) {
-        const auto& vals = t.values.at(out.cells[i].cell);
-        everywhere = everywhere && vals.count(l) && !vals.at(l).empty();
-      }
-      if (everywhere) labels.push_back(l);
-    }
+    const std::vector<std::string> labels = labels_everywhere(t, out, idx, axis_labels);
     std::set<std::string> bests;
     for (size_t i : idx) {
       bs.bests.push_back(out.cells[i].ranked.empty() ? "" : out.cells[i].ranked[0].label);
       bests.insert(bs.bests.back());
     }
-    bool tested = false;
-    if (labels.size() >= 2 && idx.size() >= 2) {
-      std::vector<std::vector<std::vector<double>>> cells(labels.size(), std::vector<std::vector<double>>(idx.size()));
-      size_t total = 0;
-      for (size_t a = 0; a < labels.size(); ++a)
-        for (size_t b = 0; b < idx.size(); ++b) {
-          cells[a][b] = transformed(c.metric, t.values.at(out.cells[idx[b]].cell).at(labels[a]));
-          total += cells[a][b].size();
-        }
-      if (total > labels.size() * idx.size()) {
-        bs.test = interaction_test(cells);
-        tested = true;
-      }
-    }
+    const bool tested = test_interaction(t, c, out, idx, labels, bs);
     const bool inter = tested && bs.test.p < alpha;
     any_dependent = any_dependent || (inter && bests.size() > 1);
     if (bests.size() != 1 || (!common_best.empty() && common_best != *bests.begin())) all_same_best = false;
     if (bests.size() == 1 && common_best.empty()) common_best = *bests.begin();
     all_main = all_main && tested && bs.test.p_main_a < alpha && !inter;
-    // Plain text: how often each label is best, and the test.
-    std::map<std::string, int> count;
-    for (const auto& b : bs.bests) ++count[b];
-    std::string tally;
-    for (const auto& l : axis_labels)
-      if (count.count(l)) tally += (tally.empty() ? "" : ", ") + l + " in " + std::to_string(count[l]);
-    text += str(st.empty() ? "" : st + ": ", "best ", c.axis, " ", tally, " of ", idx.size(), " cells");
-    if (tested)
-      text += str("; ", c.axis, " x (", [&] {
-                    std::string s;
-                    for (const auto& a : c.across) s += (s.empty() ? "" : ", ") + a;
-                    return s;
-                  }(),
-                  ") interaction F(", fmt("%.0f", bs.test.df_interaction), ", ", fmt("%.0f", bs.test.df_error), ") = ",
-                  fmt("%.2f", bs.test.f), ", ", p_text(bs.test.p), ", main effect of ", c.axis, " ", p_text(bs.test.p_main_a));
-    text += ". ";
+    text += stratum_text(c, st, bs, idx.size(), axis_labels, tested);
     out.strata.push_back(std::move(bs));
   }
   if (out.cells.empty()) {
@@ -263,15 +299,7 @@ void evaluate_best(const Table& t, const sweep::ClaimSpec& c, const SweepData& d
   v[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(v[0])));
   out.answer = v + ". " + text;
   if (stratum_order.size() > 1) out.answer += str("(Significance at p < ", fmt("%.3f", alpha), ": 0.05 over ", stratum_order.size(), " strata.) ");
-  if (!c.expect.empty()) {
-    int n = 0, hit = 0;
-    for (const auto& b : out.cells)
-      if (!b.expected.empty()) {
-        ++n;
-        hit += !b.ranked.empty() && b.ranked[0].label == b.expected;
-      }
-    out.answer += str("The claimed best matches in ", hit, " of ", n, " cells.");
-  }
+  if (!c.expect.empty()) out.answer += expected_text(out);
   while (!out.answer.empty() && out.answer.back() == ' ') out.answer.pop_back();
 }
 

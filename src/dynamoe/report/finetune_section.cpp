@@ -25,12 +25,9 @@ std::string ms(const std::vector<double>& v, const char* f, double scale = 1) {
   return fmt(f, mean(s)) + (s.size() > 1 ? " ± " + fmt(f, stdev(s)) : "");
 }
 
-}  // namespace
-
-std::string finetune_section(const SweepData& data) {
-  std::vector<Config> configs;
+/// The finished fine-tuning runs by configuration, in sweep order; `any` is the first of them.
+void group_configs(const SweepData& data, std::vector<Config>& configs, const RunData*& any) {
   std::map<std::string, size_t> index;
-  const RunData* any = nullptr;
   for (const RunData& r : data.runs) {
     if (!r.summary || !r.summary->contains("base_domains")) continue;
     if (!any) any = &r;
@@ -42,10 +39,11 @@ std::string finetune_section(const SweepData& data) {
     }
     configs[it->second].runs.push_back(&r);
   }
-  if (!any) return "";
-  std::vector<std::string> domains;
-  for (const auto& [d, v] : (*any->summary)["base_domains"].items()) domains.push_back(d);
+}
 
+/// The "Per domain" section: perplexity and accuracy per domain, the base model (from `any`) first.
+std::string domain_table(const std::vector<Config>& configs, const RunData* any,
+                         const std::vector<std::string>& domains) {
   std::string md = "## Per domain\n\nVal perplexity and multiple-choice accuracy (%) per domain, mean ± sd over seeds. "
                    "The first row is the frozen base model before fine-tuning (the same in every run).\n\n| configuration |";
   std::string rule = "|---|";
@@ -72,6 +70,82 @@ std::string finetune_section(const SweepData& data) {
     }
     md += " " + std::to_string(c.runs[0]->summary->value("parameters", int64_t{0})) + " |\n";
   }
+  return md;
+}
+
+/// The all-experts fraction at each evaluation (metrics.jsonl), mean over projections and seeds ("" when none).
+std::string all_experts_by_step(const Config& c) {
+  std::string md;
+  std::map<int64_t, std::vector<double>> by_step;
+  for (const RunData* r : c.runs) {
+    std::ifstream in(fs::path(r->dir) / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      json row;
+      try {
+        row = json::parse(line);
+      } catch (const std::exception&) {
+        continue;
+      }
+      if (row.value("split", "") == "val" && row.contains("routing"))
+        by_step[row.value("step", int64_t{0})].push_back(row["routing"].value("all_experts_fraction", 0.0));
+    }
+  }
+  if (!by_step.empty()) {
+    md += "Tokens sent to every expert, mean over projections and seeds, by training step:";
+    for (const auto& [step, v] : by_step) md += " " + std::to_string(step) + ": " + fmt("%.3f", mean(v)) + ";";
+    md.back() = '.';
+    md += "\n\n";
+  }
+  return md;
+}
+
+/// The routing of one configuration: the all-experts fraction over training, then per projection its numbers.
+std::string config_routing(const Config& c, const std::vector<std::string>& domains) {
+  const json& layers0 = (*c.runs[0]->summary)["routing"]["layers"];
+  std::string md;
+  md += "### " + c.name + "\n\n";
+  md += all_experts_by_step(c);
+  md += "| projection | all experts | active/token | routing MI |";
+  std::string r2 = "|---|---|---|---|";
+  for (const auto& d : domains) {
+    md += " " + d + ": top expert (share) |";
+    r2 += "---|";
+  }
+  md += "\n" + r2 + "\n";
+  std::vector<double> all_mean, mi_mean;
+  for (size_t l = 0; l < layers0.size(); ++l) {
+    std::vector<double> all, act, mi;
+    for (const RunData* r : c.runs) {
+      const json& L = (*r->summary)["routing"]["layers"][l];
+      all.push_back(L.value("all_experts_fraction", 0.0));
+      act.push_back(L.value("active_mean", 0.0));
+      mi.push_back(L.value("routing_mi", 0.0));
+    }
+    md += "| " + layers0[l].value("name", "") + " | " + ms(all, "%.3f") + " | " + ms(act, "%.2f") + " | " + ms(mi, "%.3f") + " |";
+    for (const auto& d : domains) {
+      const json& shares = layers0[l]["shares"][d];
+      size_t best = 0;
+      for (size_t e = 0; e < shares.size(); ++e)
+        if (shares[e].get<double>() > shares[best].get<double>()) best = e;
+      md += shares.empty() ? " - |" : " e" + std::to_string(best) + " (" + fmt("%.2f", shares[best].get<double>()) + ") |";
+    }
+    md += "\n";
+  }
+  md += "\n";
+  return md;
+}
+
+}  // namespace
+
+std::string finetune_section(const SweepData& data) {
+  std::vector<Config> configs;
+  const RunData* any = nullptr;
+  group_configs(data, configs, any);
+  if (!any) return "";
+  std::vector<std::string> domains;
+  for (const auto& [d, v] : (*any->summary)["base_domains"].items()) domains.push_back(d);
+
+  std::string md = domain_table(configs, any, domains);
 
   // Routing of the mixtures.
   bool any_routing = false;
@@ -84,56 +158,7 @@ std::string finetune_section(const SweepData& data) {
         "domain's most used expert and the share of that domain's assignments it received (uniform is 1/E).\n\n";
   for (const Config& c : configs) {
     if (!c.runs[0]->summary->contains("routing")) continue;
-    const json& layers0 = (*c.runs[0]->summary)["routing"]["layers"];
-    md += "### " + c.name + "\n\n";
-    // The all-experts fraction at each evaluation (metrics.jsonl), mean over projections and seeds.
-    std::map<int64_t, std::vector<double>> by_step;
-    for (const RunData* r : c.runs) {
-      std::ifstream in(fs::path(r->dir) / "metrics.jsonl");
-      for (std::string line; std::getline(in, line);) {
-        json row;
-        try {
-          row = json::parse(line);
-        } catch (const std::exception&) {
-          continue;
-        }
-        if (row.value("split", "") == "val" && row.contains("routing"))
-          by_step[row.value("step", int64_t{0})].push_back(row["routing"].value("all_experts_fraction", 0.0));
-      }
-    }
-    if (!by_step.empty()) {
-      md += "Tokens sent to every expert, mean over projections and seeds, by training step:";
-      for (const auto& [step, v] : by_step) md += " " + std::to_string(step) + ": " + fmt("%.3f", mean(v)) + ";";
-      md.back() = '.';
-      md += "\n\n";
-    }
-    md += "| projection | all experts | active/token | routing MI |";
-    std::string r2 = "|---|---|---|---|";
-    for (const auto& d : domains) {
-      md += " " + d + ": top expert (share) |";
-      r2 += "---|";
-    }
-    md += "\n" + r2 + "\n";
-    std::vector<double> all_mean, mi_mean;
-    for (size_t l = 0; l < layers0.size(); ++l) {
-      std::vector<double> all, act, mi;
-      for (const RunData* r : c.runs) {
-        const json& L = (*r->summary)["routing"]["layers"][l];
-        all.push_back(L.value("all_experts_fraction", 0.0));
-        act.push_back(L.value("active_mean", 0.0));
-        mi.push_back(L.value("routing_mi", 0.0));
-      }
-      md += "| " + layers0[l].value("name", "") + " | " + ms(all, "%.3f") + " | " + ms(act, "%.2f") + " | " + ms(mi, "%.3f") + " |";
-      for (const auto& d : domains) {
-        const json& shares = layers0[l]["shares"][d];
-        size_t best = 0;
-        for (size_t e = 0; e < shares.size(); ++e)
-          if (shares[e].get<double>() > shares[best].get<double>()) best = e;
-        md += shares.empty() ? " - |" : " e" + std::to_string(best) + " (" + fmt("%.2f", shares[best].get<double>()) + ") |";
-      }
-      md += "\n";
-    }
-    md += "\n";
+    md += config_routing(c, domains);
   }
   return md;
 }

@@ -220,22 +220,9 @@ std::vector<std::string> render_figures(const ChartLibrary& lib, const std::stri
   return files;
 }
 
-}  // namespace
-
-ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
-  const auto t0 = std::chrono::steady_clock::now();
-  ReportResult result;
-  SweepData s = load_sweep_data(dir);
-  const std::string html_path = opts.out.empty() ? (fs::path(dir) / "report.html").string() : opts.out;
-  const fs::path out_dir = fs::path(html_path).parent_path().empty() ? fs::path(".") : fs::path(html_path).parent_path();
-  const fs::path fig_dir = out_dir / "figures";
-  std::vector<std::string>& warnings = result.warnings;
-  result.runs = static_cast<int>(s.runs.size());
-
-  // Groups of runs that differ only by seed, in sweep order.
-  std::vector<Group> groups;
+/// Groups of runs that differ only by seed, in sweep order, and where each run sits in the charts.
+void group_runs(const SweepData& s, std::vector<Group>& groups, std::vector<Placement>& places) {
   std::map<std::string, size_t> group_of;
-  std::vector<Placement> places;
   for (const RunData& r : s.runs) {
     Placement p = place(s, r);
     places.push_back(p);
@@ -253,10 +240,11 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
     }
     groups[it->second].runs.push_back(&r);
   }
-  result.groups = static_cast<int>(groups.size());
+}
 
-  // Domains in sweep order.
-  std::vector<std::string> colors, facets;
+/// Domains in sweep order: the colour and facet values, keeping only those that occur.
+void chart_domains(const SweepData& s, const std::vector<Group>& groups, std::vector<std::string>& colors,
+                   std::vector<std::string>& facets) {
   auto push_unique = [](std::vector<std::string>& v, const std::string& x) {
     if (std::find(v.begin(), v.end(), x) == v.end()) v.push_back(x);
   };
@@ -272,13 +260,25 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
   };
   colors.erase(std::remove_if(colors.begin(), colors.end(), [&](const std::string& v) { return !occurs(v, true); }), colors.end());
   facets.erase(std::remove_if(facets.begin(), facets.end(), [&](const std::string& v) { return !occurs(v, false); }), facets.end());
+}
 
-  // The headline metric: val perplexity when the runs are language models, else test accuracy.
-  const bool lm = std::any_of(s.runs.begin(), s.runs.end(),
-                              [](const RunData& r) { return r.summary && r.summary->contains("val_perplexity"); });
-  const char* metric_key = lm ? "val_perplexity" : "test_accuracy";
-  auto headline = [&](const RunData& r) { return r.summary->value(metric_key, 0.0); };
+/// Whether the runs are language models (some summary has a val perplexity).
+bool language_models(const SweepData& s) {
+  return std::any_of(s.runs.begin(), s.runs.end(),
+                     [](const RunData& r) { return r.summary && r.summary->contains("val_perplexity"); });
+}
 
+/// The headline metric: val perplexity when the runs are language models, else test accuracy.
+const char* headline_key(bool lm) { return lm ? "val_perplexity" : "test_accuracy"; }
+
+/// The run's headline metric (from its summary).
+double headline(const RunData& r, bool lm) { return r.summary->value(headline_key(lm), 0.0); }
+
+/// The report data's header: title, metric, where from, layout, chart domains, selects and axes.
+json report_header(const SweepData& s, const std::string& dir, const std::vector<Group>& groups, bool lm) {
+  std::vector<std::string> colors, facets;
+  chart_domains(s, groups, colors, facets);
+  const char* metric_key = headline_key(lm);
   json R;
   R["title"] = s.name;
   R["metric"] = lm ? json{{"id", "perplexity"}, {"key", metric_key}, {"title", "val perplexity"}, {"higher", false},
@@ -297,8 +297,69 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
   for (const auto& a : s.axis_order)
     if (a != s.layout.seed) axes.push_back(a);
   R["axes"] = axes;
+  return R;
+}
 
-  // Per-run rows for the charts.
+/// Appends the run's training curves (test, val and train metrics) and its gradient-noise measurements.
+void add_curves(json& curves, json& noise, const RunData& r, const Placement& p) {
+  for (const auto& pt : r.test_accuracy) {
+    json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", "test accuracy"}, {"value", pt.value}};
+    add_sel(row, p);
+    curves.push_back(row);
+  }
+  for (const auto& pt : r.test_loss) {
+    json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", "test loss"}, {"value", pt.value}};
+    add_sel(row, p);
+    curves.push_back(row);
+  }
+  for (const auto& [points, metric] : {std::pair{&r.val_perplexity, "val perplexity"}, std::pair{&r.val_loss, "val loss"}})
+    for (const auto& pt : *points) {
+      json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", metric}, {"value", pt.value}};
+      add_sel(row, p);
+      curves.push_back(row);
+    }
+  for (const auto& pt : r.train_loss) {
+    json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", "train loss"}, {"value", pt.value}};
+    add_sel(row, p);
+    curves.push_back(row);
+  }
+  for (const auto& g : r.gradnoise) {
+    json row = {{"run", r.name}, {"seed", p.seed}, {"step", g.step}, {"trace", g.trace_var},
+                {"ratio", num(g.mean_grad_sq > 0 ? g.trace_var / g.mean_grad_sq : std::nan(""))},
+                {"moe_trace", g.moe_trace_var},
+                {"moe_ratio", num(g.moe_mean_grad_sq > 0 ? g.moe_trace_var / g.moe_mean_grad_sq : std::nan(""))}};
+    add_sel(row, p);
+    noise.push_back(row);
+  }
+}
+
+/// Appends the MoE run's active experts per layer and, if first of its chart cell, its expert loads (heatmap).
+void add_layers(json& layers, json& loads, const RunData& r, const Placement& p, std::set<std::string>& heat_seen) {
+  const std::string gkey = p.color + "|" + p.facet + "|" + [&] {
+    std::string k;
+    for (const auto& x : p.sel) k += x + "|";
+    return k;
+  }();
+  const bool first = heat_seen.insert(gkey).second;
+  for (const auto& L : (*r.summary)["moe"]) {
+    const int64_t layer = L.value("layer", int64_t{0}), experts = L.value("experts", int64_t{0});
+    json lr = {{"run", r.name}, {"seed", p.seed}, {"layer", layer}, {"experts", experts},
+               {"active", L.value("active_mean", 0.0)}};
+    add_sel(lr, p);
+    layers.push_back(lr);
+    if (!first) continue;
+    int64_t e = 0;
+    for (const auto& load : L.value("load", nlohmann::json::array())) {
+      json hr = {{"run", r.name}, {"layer", layer}, {"expert", e++}, {"load", load.get<double>()},
+                 {"rel", load.get<double>() * static_cast<double>(experts)}};
+      add_sel(hr, p);
+      loads.push_back(hr);
+    }
+  }
+}
+
+/// Per-run rows for the charts (values, curves, layers, loads, gradient noise) and the run counts, into `R`.
+void add_run_rows(json& R, const SweepData& s, const std::vector<Placement>& places, size_t n_groups, bool lm) {
   json runs_rows = json::array(), curves = json::array(), layers = json::array(), loads = json::array(),
        noise = json::array();
   int done = 0, failed = 0;
@@ -310,202 +371,183 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
     hours += r.seconds / 3600.0;
     done += r.summary.has_value();
     failed += r.status == "failed";
-    for (const auto& pt : r.test_accuracy) {
-      json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", "test accuracy"}, {"value", pt.value}};
-      add_sel(row, p);
-      curves.push_back(row);
-    }
-    for (const auto& pt : r.test_loss) {
-      json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", "test loss"}, {"value", pt.value}};
-      add_sel(row, p);
-      curves.push_back(row);
-    }
-    for (const auto& [points, metric] : {std::pair{&r.val_perplexity, "val perplexity"}, std::pair{&r.val_loss, "val loss"}})
-      for (const auto& pt : *points) {
-        json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", metric}, {"value", pt.value}};
-        add_sel(row, p);
-        curves.push_back(row);
-      }
-    for (const auto& pt : r.train_loss) {
-      json row = {{"run", r.name}, {"seed", p.seed}, {"step", pt.step}, {"metric", "train loss"}, {"value", pt.value}};
-      add_sel(row, p);
-      curves.push_back(row);
-    }
-    for (const auto& g : r.gradnoise) {
-      json row = {{"run", r.name}, {"seed", p.seed}, {"step", g.step}, {"trace", g.trace_var},
-                  {"ratio", num(g.mean_grad_sq > 0 ? g.trace_var / g.mean_grad_sq : std::nan(""))},
-                  {"moe_trace", g.moe_trace_var},
-                  {"moe_ratio", num(g.moe_mean_grad_sq > 0 ? g.moe_trace_var / g.moe_mean_grad_sq : std::nan(""))}};
-      add_sel(row, p);
-      noise.push_back(row);
-    }
+    add_curves(curves, noise, r, p);
     if (!r.summary) continue;
-    json row = {{"run", r.name}, {"seed", p.seed}, {"value", headline(r)},
+    json row = {{"run", r.name}, {"seed", p.seed}, {"value", headline(r, lm)},
                 {"loss", r.summary->value(lm ? "val_loss" : "test_loss", 0.0)}};
     add_sel(row, p);
     runs_rows.push_back(row);
-    if (r.summary->contains("moe")) {
-      const std::string gkey = p.color + "|" + p.facet + "|" + [&] {
-        std::string k;
-        for (const auto& x : p.sel) k += x + "|";
-        return k;
-      }();
-      const bool first = heat_seen.insert(gkey).second;
-      for (const auto& L : (*r.summary)["moe"]) {
-        const int64_t layer = L.value("layer", int64_t{0}), experts = L.value("experts", int64_t{0});
-        json lr = {{"run", r.name}, {"seed", p.seed}, {"layer", layer}, {"experts", experts},
-                   {"active", L.value("active_mean", 0.0)}};
-        add_sel(lr, p);
-        layers.push_back(lr);
-        if (!first) continue;
-        int64_t e = 0;
-        for (const auto& load : L.value("load", nlohmann::json::array())) {
-          json hr = {{"run", r.name}, {"layer", layer}, {"expert", e++}, {"load", load.get<double>()},
-                     {"rel", load.get<double>() * static_cast<double>(experts)}};
-          add_sel(hr, p);
-          loads.push_back(hr);
-        }
-      }
-    }
+    if (r.summary->contains("moe")) add_layers(layers, loads, r, p, heat_seen);
   }
-  R["counts"] = {{"runs", s.runs.size()}, {"done", done}, {"failed", failed}, {"groups", groups.size()},
+  R["counts"] = {{"runs", s.runs.size()}, {"done", done}, {"failed", failed}, {"groups", n_groups},
                  {"hours", hours}};
   R["runs"] = runs_rows;
   R["curves"] = curves;
   R["layers"] = layers;
   R["loads"] = loads;
   R["gradnoise"] = noise;
+}
 
-  // Results table: one row per group.
+/// The results table's row of one group: means (and spread) over its finished runs.
+json table_row(const Group& g, bool lm, std::map<std::string, std::optional<sweep::ModelInfo>>& info_cache) {
+  std::vector<double> value, loss, active_params, flops, active, secs;
+  std::string experts_text;
+  int64_t params = 0;
+  int n_done = 0;
+  for (const RunData* r : g.runs) {
+    secs.push_back(r->seconds);
+    if (!r->summary) continue;
+    ++n_done;
+    value.push_back(headline(*r, lm));
+    loss.push_back(r->summary->value(lm ? "val_loss" : "test_loss", 0.0));
+    params = r->summary->value("parameters", int64_t{0});
+    const std::vector<double> act = summary_layer(*r, "active_mean");
+    if (!act.empty()) active.push_back(r->summary->value("active_experts", mean(act)));
+    if (experts_text.empty()) {
+      for (double e : summary_layer(*r, "experts")) experts_text += (experts_text.empty() ? "" : " ") + fmt("%.0f", e);
+    }
+    if (!r->config) continue;
+    auto it = info_cache.find(g.key);
+    if (it == info_cache.end()) it = info_cache.emplace(g.key, sweep::model_info(*r->config)).first;
+    const auto& info = it->second;
+    if (!info) continue;
+    active_params.push_back(info->active_parameters(act));
+    if (!info->convolutional) {
+      double f = 2.0 * static_cast<double>(info->dense_parameters);
+      for (double x : summary_layer(*r, "flops_per_token")) f += x;
+      flops.push_back(f);
+    }
+  }
+  json axes_obj = json::object();
+  for (const auto& [a, l] : g.axes) axes_obj[a] = l;
+  json row = {{"key", g.key},
+              {"grid", g.grid},
+              {"axes", axes_obj},
+              {"color", g.color},
+              {"facet", g.facet},
+              {"n", n_done},
+              {"runs", g.runs.size()},
+              {"value_mean", num(mean(value))},
+              {"value_std", num(value.empty() ? std::nan("") : stdev(value))},
+              {"loss_mean", num(mean(loss))},
+              {"params", params > 0 ? json(params) : json()},
+              {"active_params", num(mean(active_params))},
+              {"flops", num(mean(flops))},
+              {"active_experts", num(mean(active))},
+              {"experts", experts_text},
+              {"seconds", num(mean(secs))}};
+  for (size_t k = 0; k < g.sel.size(); ++k) row["s" + std::to_string(k)] = g.sel[k];
+  return row;
+}
+
+/// Results table: one row per group.
+json results_table(const std::vector<Group>& groups, bool lm) {
   json table = json::array();
   std::map<std::string, std::optional<sweep::ModelInfo>> info_cache;
-  for (const Group& g : groups) {
-    std::vector<double> value, loss, active_params, flops, active, secs;
-    std::string experts_text;
-    int64_t params = 0;
-    int n_done = 0;
-    for (const RunData* r : g.runs) {
-      secs.push_back(r->seconds);
-      if (!r->summary) continue;
-      ++n_done;
-      value.push_back(headline(*r));
-      loss.push_back(r->summary->value(lm ? "val_loss" : "test_loss", 0.0));
-      params = r->summary->value("parameters", int64_t{0});
-      const std::vector<double> act = summary_layer(*r, "active_mean");
-      if (!act.empty()) active.push_back(r->summary->value("active_experts", mean(act)));
-      if (experts_text.empty()) {
-        for (double e : summary_layer(*r, "experts")) experts_text += (experts_text.empty() ? "" : " ") + fmt("%.0f", e);
-      }
-      if (!r->config) continue;
-      auto it = info_cache.find(g.key);
-      if (it == info_cache.end()) it = info_cache.emplace(g.key, sweep::model_info(*r->config)).first;
-      const auto& info = it->second;
-      if (!info) continue;
-      active_params.push_back(info->active_parameters(act));
-      if (!info->convolutional) {
-        double f = 2.0 * static_cast<double>(info->dense_parameters);
-        for (double x : summary_layer(*r, "flops_per_token")) f += x;
-        flops.push_back(f);
-      }
-    }
-    json axes_obj = json::object();
-    for (const auto& [a, l] : g.axes) axes_obj[a] = l;
-    json row = {{"key", g.key},
-                {"grid", g.grid},
-                {"axes", axes_obj},
-                {"color", g.color},
-                {"facet", g.facet},
-                {"n", n_done},
-                {"runs", g.runs.size()},
-                {"value_mean", num(mean(value))},
-                {"value_std", num(value.empty() ? std::nan("") : stdev(value))},
-                {"loss_mean", num(mean(loss))},
-                {"params", params > 0 ? json(params) : json()},
-                {"active_params", num(mean(active_params))},
-                {"flops", num(mean(flops))},
-                {"active_experts", num(mean(active))},
-                {"experts", experts_text},
-                {"seconds", num(mean(secs))}};
-    for (size_t k = 0; k < g.sel.size(); ++k) row["s" + std::to_string(k)] = g.sel[k];
-    table.push_back(row);
-  }
-  R["table"] = table;
+  for (const Group& g : groups) table.push_back(table_row(g, lm, info_cache));
+  return table;
+}
 
-  // Gallery: dynamically routed MoE groups (a fixed top-k has nothing to rank by count).
+/// The group's run shown in the gallery: its first finished, dynamically routed MoE run (nullptr: none).
+const RunData* gallery_run(const Group& g) {
+  const RunData* pick = nullptr;
+  for (const RunData* r : g.runs)
+    if (r->summary && r->config && r->config->model.kind.rfind("moe_", 0) == 0 && r->config->moe.router != "top_k") {
+      pick = r;
+      break;
+    }
+  return pick;
+}
+
+/// Per class: mean active experts, mean entropy and accuracy.
+json class_rows(const ImageRouting& ir, const std::vector<std::string>& names, int64_t classes) {
+  std::vector<double> a_sum(classes, 0), h_sum(classes, 0), n_c(classes, 0), ok(classes, 0);
+  for (size_t k = 0; k < ir.labels.size(); ++k) {
+    const int64_t c = ir.labels[k];
+    a_sum[c] += ir.active[k];
+    h_sum[c] += ir.entropy[k];
+    n_c[c] += 1;
+    ok[c] += ir.labels[k] == ir.predictions[k];
+  }
+  json by_class = json::array();
+  for (int64_t c = 0; c < classes; ++c)
+    if (n_c[c] > 0)
+      by_class.push_back({{"class", names[c]}, {"active", a_sum[c] / n_c[c]}, {"entropy", h_sum[c] / n_c[c]},
+                          {"accuracy", ok[c] / n_c[c]}, {"images", n_c[c]}});
+  return by_class;
+}
+
+/// The gallery's title: the group's colour, its facet and select values (but "all" and "*").
+std::string gallery_title(const Group& g) {
+  std::string title = g.color;
+  if (g.facet != "all") title = g.facet + " \xC2\xB7 " + title;
+  for (const auto& x : g.sel)
+    if (x != "*") title += " \xC2\xB7 " + x;
+  return title;
+}
+
+/// One group's gallery: easiest and hardest test images of `pick`, numbers per class, accuracy of the halves.
+json gallery_item(const Group& g, const RunData* pick, const ImageRouting& ir, int64_t n_images) {
+  auto [easy, hard] = easy_and_hard(ir, n_images);
+  const int64_t classes = ir.labels.empty() ? 0 : *std::max_element(ir.labels.begin(), ir.labels.end()) + 1;
+  const std::vector<std::string> names = class_names(ir.dataset, std::max<int64_t>(classes, 1));
+  auto image_json = [&](int64_t k) {
+    return json{{"src", thumbnail(ir.images[k])}, {"label", names[ir.labels[k]]}, {"pred", names[ir.predictions[k]]},
+                {"active", ir.active[k]}, {"entropy", ir.entropy[k]}, {"index", k}};
+  };
+  json e = json::array(), h = json::array();
+  for (int64_t k : easy) e.push_back(image_json(k));
+  for (int64_t k : hard) h.push_back(image_json(k));
+  const json by_class = class_rows(ir, names, classes);
+  // Accuracy of the easiest and hardest halves (ranked as in the gallery).
+  auto [easy_half, hard_half] = easy_and_hard(ir, static_cast<int64_t>(ir.labels.size()) / 2);
+  auto accuracy_of = [&](const std::vector<int64_t>& idx) {
+    double c = 0;
+    for (int64_t k : idx) c += ir.labels[k] == ir.predictions[k];
+    return idx.empty() ? 0.0 : c / static_cast<double>(idx.size());
+  };
+  const auto [amin, amax] = std::minmax_element(ir.active.begin(), ir.active.end());
+  const std::string title = gallery_title(g);
+  json item = {{"title", title},
+               {"run", pick->name},
+               {"router", pick->config->moe.router},
+               {"layers", ir.active_per_layer.size()},
+               {"images", ir.labels.size()},
+               {"spread", {{"min", *amin}, {"max", *amax}, {"mean", mean(ir.active)}}},
+               {"easy_half_accuracy", accuracy_of(easy_half)},
+               {"hard_half_accuracy", accuracy_of(hard_half)},
+               {"easy", e},
+               {"hard", h},
+               {"by_class", by_class}};
+  return item;
+}
+
+/// Gallery: dynamically routed MoE groups (a fixed top-k has nothing to rank by count).
+json gallery_rows(const SweepData& s, const std::vector<Group>& groups, const std::vector<Placement>& places,
+                  const ReportOptions& opts, std::vector<std::string>& warnings) {
   json gallery = json::array();
-  if (opts.gallery) {
-    for (const Group& g : groups) {
-      const RunData* pick = nullptr;
-      for (const RunData* r : g.runs)
-        if (r->summary && r->config && r->config->model.kind.rfind("moe_", 0) == 0 && r->config->moe.router != "top_k") {
-          pick = r;
-          break;
-        }
-      if (!pick) continue;
-      ImageRouting ir;
-      try {
-        ir = route_test_set(pick->dir);
-      } catch (const std::exception& e) {
-        warnings.push_back("gallery: " + pick->name + ": " + e.what());
-        continue;
-      }
-      say(opts.log, "report: gallery of " + pick->name + " (" + std::to_string(ir.labels.size()) + " test images)");
-      auto [easy, hard] = easy_and_hard(ir, opts.gallery_images);
-      const int64_t classes = ir.labels.empty() ? 0 : *std::max_element(ir.labels.begin(), ir.labels.end()) + 1;
-      const std::vector<std::string> names = class_names(ir.dataset, std::max<int64_t>(classes, 1));
-      auto image_json = [&](int64_t k) {
-        return json{{"src", thumbnail(ir.images[k])}, {"label", names[ir.labels[k]]}, {"pred", names[ir.predictions[k]]},
-                    {"active", ir.active[k]}, {"entropy", ir.entropy[k]}, {"index", k}};
-      };
-      json e = json::array(), h = json::array();
-      for (int64_t k : easy) e.push_back(image_json(k));
-      for (int64_t k : hard) h.push_back(image_json(k));
-      // Per class: mean active experts, mean entropy and accuracy.
-      std::vector<double> a_sum(classes, 0), h_sum(classes, 0), n_c(classes, 0), ok(classes, 0);
-      for (size_t k = 0; k < ir.labels.size(); ++k) {
-        const int64_t c = ir.labels[k];
-        a_sum[c] += ir.active[k];
-        h_sum[c] += ir.entropy[k];
-        n_c[c] += 1;
-        ok[c] += ir.labels[k] == ir.predictions[k];
-      }
-      json by_class = json::array();
-      for (int64_t c = 0; c < classes; ++c)
-        if (n_c[c] > 0)
-          by_class.push_back({{"class", names[c]}, {"active", a_sum[c] / n_c[c]}, {"entropy", h_sum[c] / n_c[c]},
-                              {"accuracy", ok[c] / n_c[c]}, {"images", n_c[c]}});
-      // Accuracy of the easiest and hardest halves (ranked as in the gallery).
-      auto [easy_half, hard_half] = easy_and_hard(ir, static_cast<int64_t>(ir.labels.size()) / 2);
-      auto accuracy_of = [&](const std::vector<int64_t>& idx) {
-        double c = 0;
-        for (int64_t k : idx) c += ir.labels[k] == ir.predictions[k];
-        return idx.empty() ? 0.0 : c / static_cast<double>(idx.size());
-      };
-      const auto [amin, amax] = std::minmax_element(ir.active.begin(), ir.active.end());
-      std::string title = g.color;
-      if (g.facet != "all") title = g.facet + " \xC2\xB7 " + title;
-      for (const auto& x : g.sel)
-        if (x != "*") title += " \xC2\xB7 " + x;
-      json item = {{"title", title},
-                   {"run", pick->name},
-                   {"router", pick->config->moe.router},
-                   {"layers", ir.active_per_layer.size()},
-                   {"images", ir.labels.size()},
-                   {"spread", {{"min", *amin}, {"max", *amax}, {"mean", mean(ir.active)}}},
-                   {"easy_half_accuracy", accuracy_of(easy_half)},
-                   {"hard_half_accuracy", accuracy_of(hard_half)},
-                   {"easy", e},
-                   {"hard", h},
-                   {"by_class", by_class}};
-      add_sel(item, places[static_cast<size_t>(pick - s.runs.data())]);
-      gallery.push_back(item);
+  for (const Group& g : groups) {
+    const RunData* pick = gallery_run(g);
+    if (!pick) continue;
+    ImageRouting ir;
+    try {
+      ir = route_test_set(pick->dir);
+    } catch (const std::exception& e) {
+      warnings.push_back("gallery: " + pick->name + ": " + e.what());
+      continue;
     }
+    say(opts.log, "report: gallery of " + pick->name + " (" + std::to_string(ir.labels.size()) + " test images)");
+    json item = gallery_item(g, pick, ir, opts.gallery_images);
+    add_sel(item, places[static_cast<size_t>(pick - s.runs.data())]);
+    gallery.push_back(item);
   }
-  R["gallery"] = gallery;
+  return gallery;
+}
 
-  // Chart library, inlined.
+/// Chart library, inlined: its code, and `lib` ("" and a warning when it cannot be fetched).
+std::string inline_library(const ReportOptions& opts, std::optional<ChartLibrary>& lib,
+                           std::vector<std::string>& warnings) {
   std::string library_js;
-  std::optional<ChartLibrary> lib;
   try {
     lib = chart_library(opts.library_dir, opts.log);
     library_js = read_file(lib->vega) + "\n" + read_file(lib->vega_lite) + "\n" + read_file(lib->vega_embed) + "\n";
@@ -515,53 +557,94 @@ ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
   } catch (const Error& e) {
     warnings.push_back(str("charts left out: the chart library could not be fetched (", e.what(), ")"));
   }
+  return library_js;
+}
 
-  // Figures for papers.
-  make_dirs(fig_dir.string());
-  if (opts.figures) {
-    for (const auto& g : gallery) {
-      const std::string file = (fig_dir / ("gallery-" + g["run"].get<std::string>() + ".svg")).string();
-      write_file_atomic(file, gallery_svg(g));
-      result.figures.push_back(file);
-    }
-    if (lib) {
-      const std::string data_path = (fig_dir / ".report-data.json").string();
-      json lean = R;
-      lean.erase("gallery");
-      write_file_atomic(data_path, lean.dump());
-      std::string warning;
-      const auto svgs = render_figures(*lib, data_path, fig_dir.string(), warning);
-      std::error_code ec;
-      fs::remove(data_path, ec);
-      if (!warning.empty()) warnings.push_back(warning);
-      result.figures.insert(result.figures.end(), svgs.begin(), svgs.end());
-    }
+/// Figures for papers: the galleries' SVGs, then the charts' (rendered with node when `lib` is at hand).
+void write_figures(const json& gallery, const json& R, const std::optional<ChartLibrary>& lib, const fs::path& fig_dir,
+                   ReportResult& result) {
+  std::vector<std::string>& warnings = result.warnings;
+  for (const auto& g : gallery) {
+    const std::string file = (fig_dir / ("gallery-" + g["run"].get<std::string>() + ".svg")).string();
+    write_file_atomic(file, gallery_svg(g));
+    result.figures.push_back(file);
   }
+  if (lib) {
+    const std::string data_path = (fig_dir / ".report-data.json").string();
+    json lean = R;
+    lean.erase("gallery");
+    write_file_atomic(data_path, lean.dump());
+    std::string warning;
+    const auto svgs = render_figures(*lib, data_path, fig_dir.string(), warning);
+    std::error_code ec;
+    fs::remove(data_path, ec);
+    if (!warning.empty()) warnings.push_back(warning);
+    result.figures.insert(result.figures.end(), svgs.begin(), svgs.end());
+  }
+}
+
+/// results.md: the results table in Markdown.
+std::string results_markdown(const json& table, bool lm) {
+  std::string md = str("| configuration | seeds | ", lm ? "val perplexity" : "test accuracy (%)",
+                       " | parameters | active parameters | FLOPs/", lm ? "token" : "example",
+                       " | active experts/token | experts per layer |\n|---|---|---|---|---|---|---|---|\n");
+  const double scale = lm ? 1 : 100;
+  for (const auto& row : table) {
+    std::string name = row["grid"].get<std::string>();
+    for (const auto& [a, l] : row["axes"].items()) name += (name.empty() ? "" : " ") + l.get<std::string>();
+    auto n0 = [](const json& v, const char* f) { return v.is_null() ? std::string("-") : fmt(f, v.get<double>()); };
+    md += "| " + name + " | " + std::to_string(row["n"].get<int>()) + " | " +
+          (row["value_mean"].is_null() ? "-" : fmt("%.2f", scale * row["value_mean"].get<double>()) + " ± " +
+                                                   fmt("%.2f", scale * row["value_std"].get<double>())) +
+          " | " + n0(row["params"], "%.0f") + " | " + n0(row["active_params"], "%.0f") + " | " + n0(row["flops"], "%.3g") +
+          " | " + n0(row["active_experts"], "%.2f") + " | " + row["experts"].get<std::string>() + " |\n";
+  }
+  return md;
+}
+
+/// results.json and results.md: the table, for other tools and for docs.
+void write_results(const fs::path& out_dir, const SweepData& s, const json& R, const json& table, bool lm) {
+  write_file_atomic((out_dir / "results.json").string(),
+                    json{{"sweep", s.name}, {"layout", R["layout"]}, {"metric", R["metric"]}, {"table", table}}.dump(2) + "\n");
+  write_file_atomic((out_dir / "results.md").string(), results_markdown(table, lm));
+}
+
+}  // namespace
+
+ReportResult write_report(const std::string& dir, const ReportOptions& opts) {
+  const auto t0 = std::chrono::steady_clock::now();
+  ReportResult result;
+  SweepData s = load_sweep_data(dir);
+  const std::string html_path = opts.out.empty() ? (fs::path(dir) / "report.html").string() : opts.out;
+  const fs::path out_dir = fs::path(html_path).parent_path().empty() ? fs::path(".") : fs::path(html_path).parent_path();
+  const fs::path fig_dir = out_dir / "figures";
+  std::vector<std::string>& warnings = result.warnings;
+  result.runs = static_cast<int>(s.runs.size());
+
+  std::vector<Group> groups;
+  std::vector<Placement> places;
+  group_runs(s, groups, places);
+  result.groups = static_cast<int>(groups.size());
+
+  const bool lm = language_models(s);
+  json R = report_header(s, dir, groups, lm);
+  add_run_rows(R, s, places, groups.size(), lm);
+  const json table = results_table(groups, lm);
+  R["table"] = table;
+  const json gallery = opts.gallery ? gallery_rows(s, groups, places, opts, warnings) : json::array();
+  R["gallery"] = gallery;
+
+  std::optional<ChartLibrary> lib;
+  const std::string library_js = inline_library(opts, lib, warnings);
+
+  make_dirs(fig_dir.string());
+  if (opts.figures) write_figures(gallery, R, lib, fig_dir, result);
   R["warnings"] = warnings;
   json figure_names = json::array();
   for (const auto& f : result.figures) figure_names.push_back(fs::relative(f, out_dir).string());
   R["figures"] = figure_names;
 
-  // results.json and results.md: the table, for other tools and for docs.
-  write_file_atomic((out_dir / "results.json").string(),
-                    json{{"sweep", s.name}, {"layout", R["layout"]}, {"metric", R["metric"]}, {"table", table}}.dump(2) + "\n");
-  {
-    std::string md = str("| configuration | seeds | ", lm ? "val perplexity" : "test accuracy (%)",
-                         " | parameters | active parameters | FLOPs/", lm ? "token" : "example",
-                         " | active experts/token | experts per layer |\n|---|---|---|---|---|---|---|---|\n");
-    const double scale = lm ? 1 : 100;
-    for (const auto& row : table) {
-      std::string name = row["grid"].get<std::string>();
-      for (const auto& [a, l] : row["axes"].items()) name += (name.empty() ? "" : " ") + l.get<std::string>();
-      auto n0 = [](const json& v, const char* f) { return v.is_null() ? std::string("-") : fmt(f, v.get<double>()); };
-      md += "| " + name + " | " + std::to_string(row["n"].get<int>()) + " | " +
-            (row["value_mean"].is_null() ? "-" : fmt("%.2f", scale * row["value_mean"].get<double>()) + " ± " +
-                                                     fmt("%.2f", scale * row["value_std"].get<double>())) +
-            " | " + n0(row["params"], "%.0f") + " | " + n0(row["active_params"], "%.0f") + " | " + n0(row["flops"], "%.3g") +
-            " | " + n0(row["active_experts"], "%.2f") + " | " + row["experts"].get<std::string>() + " |\n";
-    }
-    write_file_atomic((out_dir / "results.md").string(), md);
-  }
+  write_results(out_dir, s, R, table, lm);
 
   write_file_atomic(html_path, report_page(script_json(R), library_js, html_escape(s.name), lm));
   result.html = html_path;

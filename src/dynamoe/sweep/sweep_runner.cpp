@@ -180,6 +180,11 @@ class Runner {
   void finish(Child& c);
   void dry_run();
   std::string tag(size_t i) const;
+  std::vector<bool> select_runs() const;
+  void load_seconds();
+  std::vector<std::pair<size_t, State>> work_list(const std::vector<bool>& selected, int& n_resume);
+  void run_all(const std::vector<std::pair<size_t, State>>& todo);
+  void wait_children();
 
   const SweepSpec& spec_;
   SweepOptions opts_;
@@ -501,9 +506,8 @@ void Runner::dry_run() {
   out_ << std::flush;
 }
 
-SweepResult Runner::run() {
-  runs_ = expand(spec_);
-  configs_ = resolve_runs(spec_, runs_);  // a typo fails here, before anything is written
+/// Runs this invocation may start: those whose name contains an --only string (all without it).
+std::vector<bool> Runner::select_runs() const {
   std::vector<bool> selected(runs_.size(), true);
   if (!opts_.only.empty()) {
     for (size_t i = 0; i < runs_.size(); ++i)
@@ -512,26 +516,11 @@ SweepResult Runner::run() {
     DYNAMOE_CHECK(std::count(selected.begin(), selected.end(), true) > 0, "sweep: --only matches none of the ",
                   runs_.size(), " runs");
   }
-  dir_ = sweep_dir(spec_, opts_);
-  result_.dir = dir_;
-  result_.total = static_cast<int>(runs_.size());
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  opts_.jobs = std::max(1, opts_.jobs);
-  threads_ = std::max(1, cores / opts_.jobs);
-  if (opts_.dry_run) {
-    dry_run();
-    return result_;
-  }
-  exe_ = opts_.exe.empty() ? self_exe() : opts_.exe;
-  make_dirs(dir_);
-  FolderLock lock(dir_);
-  SignalScope signals;
+  return selected;
+}
 
-  status_.assign(runs_.size(), "pending");
-  reasons_.assign(runs_.size(), "");
-  seconds_.assign(runs_.size(), 0);
-  order_.assign(runs_.size(), 0);
-  // Training time of earlier invocations (a resumed run's time adds up).
+/// Training time of earlier invocations (a resumed run's time adds up), from the folder's sweep.json.
+void Runner::load_seconds() {
   try {
     const std::string prev = (fs::path(dir_) / "sweep.json").string();
     std::error_code ec;
@@ -545,8 +534,11 @@ SweepResult Runner::run() {
   } catch (const std::exception&) {
     // an unreadable sweep.json is rewritten below
   }
+}
+
+/// Marks runs done or skipped (warning on config drift); returns the rest to run, counting resumes in `n_resume`.
+std::vector<std::pair<size_t, State>> Runner::work_list(const std::vector<bool>& selected, int& n_resume) {
   std::vector<std::pair<size_t, State>> todo;
-  int n_resume = 0;
   for (size_t i = 0; i < runs_.size(); ++i) {
     const State st = state_of(i);
     if (st != State::Start) {
@@ -567,12 +559,11 @@ SweepResult Runner::run() {
       n_resume += st == State::Resume;
     }
   }
-  n_todo_ = todo.size();
-  write_sweep_json();
-  out_ << "sweep " << dir_ << ": " << runs_.size() << " runs (" << result_.done_before << " done, " << n_resume
-       << " to resume, " << todo.size() - n_resume << " to start), " << opts_.jobs << " at a time, " << threads_
-       << (threads_ == 1 ? " thread" : " threads") << " each unless train.threads is set" << std::endl;
+  return todo;
+}
 
+/// Runs `todo`, opts_.jobs at a time, until all have finished or a signal stopped them (SIGTERM, then SIGKILL).
+void Runner::run_all(const std::vector<std::pair<size_t, State>>& todo) {
   size_t next = 0;
   bool stopping = false;
   Clock::time_point kill_deadline;
@@ -592,30 +583,70 @@ SweepResult Runner::run() {
       ++next;
     }
     if (children_.empty()) break;
-    std::vector<pollfd> pfds;
-    for (const Child& c : children_)
-      if (!c.eof) pfds.push_back({c.fd, POLLIN, 0});
-    if (!pfds.empty()) {
-      ::poll(pfds.data(), pfds.size(), 250);
+    wait_children();
+  }
+}
+
+/// Waits (up to 250 ms) for the children's output, passes it on, and finishes those that exited.
+void Runner::wait_children() {
+  std::vector<pollfd> pfds;
+  for (const Child& c : children_)
+    if (!c.eof) pfds.push_back({c.fd, POLLIN, 0});
+  if (!pfds.empty()) {
+    ::poll(pfds.data(), pfds.size(), 250);
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (Child& c : children_)
+    if (!c.eof) pump(c);
+  for (Child& c : children_) {
+    if (c.exited) continue;
+    const pid_t r = ::waitpid(c.pid, &c.status, WNOHANG);
+    if (r == c.pid) c.exited = true;
+  }
+  for (auto it = children_.begin(); it != children_.end();) {
+    if (it->exited) {
+      finish(*it);
+      it = children_.erase(it);
     } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    for (Child& c : children_)
-      if (!c.eof) pump(c);
-    for (Child& c : children_) {
-      if (c.exited) continue;
-      const pid_t r = ::waitpid(c.pid, &c.status, WNOHANG);
-      if (r == c.pid) c.exited = true;
-    }
-    for (auto it = children_.begin(); it != children_.end();) {
-      if (it->exited) {
-        finish(*it);
-        it = children_.erase(it);
-      } else {
-        ++it;
-      }
+      ++it;
     }
   }
+}
+
+SweepResult Runner::run() {
+  runs_ = expand(spec_);
+  configs_ = resolve_runs(spec_, runs_);  // a typo fails here, before anything is written
+  const std::vector<bool> selected = select_runs();
+  dir_ = sweep_dir(spec_, opts_);
+  result_.dir = dir_;
+  result_.total = static_cast<int>(runs_.size());
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  opts_.jobs = std::max(1, opts_.jobs);
+  threads_ = std::max(1, cores / opts_.jobs);
+  if (opts_.dry_run) {
+    dry_run();
+    return result_;
+  }
+  exe_ = opts_.exe.empty() ? self_exe() : opts_.exe;
+  make_dirs(dir_);
+  FolderLock lock(dir_);
+  SignalScope signals;
+
+  status_.assign(runs_.size(), "pending");
+  reasons_.assign(runs_.size(), "");
+  seconds_.assign(runs_.size(), 0);
+  order_.assign(runs_.size(), 0);
+  load_seconds();
+  int n_resume = 0;
+  const std::vector<std::pair<size_t, State>> todo = work_list(selected, n_resume);
+  n_todo_ = todo.size();
+  write_sweep_json();
+  out_ << "sweep " << dir_ << ": " << runs_.size() << " runs (" << result_.done_before << " done, " << n_resume
+       << " to resume, " << todo.size() - n_resume << " to start), " << opts_.jobs << " at a time, " << threads_
+       << (threads_ == 1 ? " thread" : " threads") << " each unless train.threads is set" << std::endl;
+
+  run_all(todo);
   result_.interrupted_by = g_signal;
   if (g_signal != 0)
     for (size_t i = 0; i < runs_.size(); ++i)

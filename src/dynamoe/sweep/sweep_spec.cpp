@@ -374,33 +374,8 @@ ResultsSpec parse_results(const YAML::Node& n, const SweepSpec& spec, const Cont
   return r;
 }
 
-}  // namespace
-
-std::string sanitize_label(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '+' || c == '=';
-    out += ok ? c : '_';
-  }
-  return out.empty() ? "_" : out;
-}
-
-SweepSpec parse_sweep(const std::string& yaml_text, const std::string& file) {
-  Context ctx{file.empty() ? "<text>" : file};
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(str("sweep ", ctx.file, ":", e.mark.line + 1, ":", e.mark.column + 1, ": invalid YAML: ", e.msg));
-  }
-  if (!root.IsMap()) throw ConfigError(str("sweep ", ctx.file, ": expected a mapping at the top level"));
-  SweepSpec spec;
-  spec.file = file;
-  spec.name = root["name"] ? root["name"].Scalar() : (file.empty() ? "sweep" : fs::path(file).stem().string());
-  if (!plain_name(spec.name))
-    ctx.fail(root["name"], str("name '", spec.name, "' must be a plain folder name (letters, digits, . _ + = -)"));
-
-  // base: a config file (relative to the sweep file) or an inline mapping.
+/// base: a config file (relative to the sweep file) or an inline mapping; checked as a config.
+void parse_base(const YAML::Node& root, const std::string& file, const Context& ctx, SweepSpec& spec) {
   const YAML::Node base = root["base"];
   if (!base || base.IsNull()) {
     spec.base_where = "defaults";
@@ -428,7 +403,10 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& file) {
   } catch (const ConfigError& e) {
     throw ConfigError(str("sweep ", ctx.file, ": base: ", e.what()));
   }
+}
 
+/// The main grid (whose `set` applies to every grid) and the named grids of `extra`.
+void parse_grids(const YAML::Node& root, const Context& ctx, SweepSpec& spec) {
   Grid main = parse_grid(root, "", nullptr, ctx);
   spec.overrides = main.overrides;  // the top-level `set` applies to every grid
   main.overrides.clear();
@@ -445,8 +423,10 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& file) {
       spec.grids.push_back(parse_grid(g, name, &spec.grids[0], ctx));
     }
   }
+}
 
-  // Report layout: defaults from the main grid's axes.
+/// Report layout (`report`): defaults from the main grid's axes.
+void parse_layout(const YAML::Node& root, const Context& ctx, SweepSpec& spec) {
   ReportLayout& L = spec.layout;
   std::vector<std::string> names;
   for (const auto& a : spec.grids[0].axes) names.push_back(a.name);
@@ -487,6 +467,36 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& file) {
     for (const auto& kv : rep)
       if (!std::set<std::string>{"color", "facet", "select", "seed"}.count(kv.first.Scalar()))
         ctx.fail(kv.first, str("report: unknown entry '", kv.first.Scalar(), "' (color, facet, select, seed)"));
+}
+
+}  // namespace
+
+std::string sanitize_label(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '+' || c == '=';
+    out += ok ? c : '_';
+  }
+  return out.empty() ? "_" : out;
+}
+
+SweepSpec parse_sweep(const std::string& yaml_text, const std::string& file) {
+  Context ctx{file.empty() ? "<text>" : file};
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(str("sweep ", ctx.file, ":", e.mark.line + 1, ":", e.mark.column + 1, ": invalid YAML: ", e.msg));
+  }
+  if (!root.IsMap()) throw ConfigError(str("sweep ", ctx.file, ": expected a mapping at the top level"));
+  SweepSpec spec;
+  spec.file = file;
+  spec.name = root["name"] ? root["name"].Scalar() : (file.empty() ? "sweep" : fs::path(file).stem().string());
+  if (!plain_name(spec.name))
+    ctx.fail(root["name"], str("name '", spec.name, "' must be a plain folder name (letters, digits, . _ + = -)"));
+  parse_base(root, file, ctx, spec);
+  parse_grids(root, ctx, spec);
+  parse_layout(root, ctx, spec);
   spec.results = parse_results(root["results"], spec, ctx);
   return spec;
 }

@@ -123,136 +123,199 @@ const Substitutions& builtin_substitutions() {
   return subs;
 }
 
+std::string inline_text(std::string_view s, const Substitutions* subs = nullptr);  // below: substitutions recurse
+
+// The take_* steps of inline_text: when the markup starting at s[i] is theirs, they append its
+// text to `out`, move i past it and return true.
+
+/// Backslash escape at s[i].
+bool take_escape(std::string_view s, size_t& i, std::string& out) {
+  const char c = s[i];
+  const size_t n = s.size();
+  if (c == '\\' && i + 1 < n) {  // backslash escape: "\ " vanishes, "\x" is x
+    const char e = s[i + 1];
+    if (e == '\n') {
+      i += 1;
+    } else {
+      if (e != ' ') out += e;
+      i += 2;
+    }
+    return true;
+  }
+  return false;
+}
+
+/// ``inline literal`` at s[i]: its text as is.
+bool take_literal(std::string_view s, size_t& i, std::string& out) {
+  const char c = s[i];
+  const size_t n = s.size();
+  // ``inline literal``
+  if (c == '`' && i + 1 < n && s[i + 1] == '`' && start_ok(s, i, 2)) {
+    const size_t k = find_end(s, i + 2, "``", false);
+    if (k != std::string_view::npos) {
+      out.append(s.substr(i + 2, k - i - 2));
+      i = k + 2;
+      return true;
+    }
+  }
+  return false;
+}
+
+/// :role:`content` at s[i]: see role_text.
+bool take_role(std::string_view s, size_t& i, std::string& out) {
+  const char c = s[i];
+  const size_t n = s.size();
+  // :role:`content`
+  if (c == ':' && start_ok(s, i, 1)) {
+    size_t j = i + 1;
+    while (j < n && (is_alnum(s[j]) || one_of("_-+.:", s[j]))) ++j;
+    if (j < n && s[j] == '`' && j >= i + 3 && s[j - 1] == ':' && start_ok(s, j, 1)) {
+      size_t suffix = 0;
+      const size_t k = find_end(s, j + 1, "`", true, &suffix, true);
+      if (k != std::string_view::npos) {
+        out += role_text(s.substr(i + 1, j - i - 2), s.substr(j + 1, k - j - 1));
+        i = k + 1 + suffix;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+/// `interpreted text`, `link <url>`_, `name`_ or `text`:role: at s[i].
+bool take_interpreted(std::string_view s, size_t& i, std::string& out) {
+  const char c = s[i];
+  const size_t n = s.size();
+  // `interpreted text`, `link <url>`_, `name`_, `text`:role:
+  if (c == '`' && start_ok(s, i, 1)) {
+    size_t suffix = 0;
+    const size_t k = find_end(s, i + 1, "`", true, &suffix, true);
+    if (k != std::string_view::npos) {
+      const std::string_view content = s.substr(i + 1, k - i - 1);
+      size_t next = k + 1 + suffix;
+      if (suffix > 0) {
+        out += explicit_title(content).first;
+      } else if (next < n && s[next] == ':') {  // `content`:role:
+        size_t j = next + 1;
+        while (j < n && (is_alnum(s[j]) || one_of("_-+.", s[j]))) ++j;
+        if (j < n && s[j] == ':' && j > next + 1 && end_ok_at(s, j + 1)) {
+          out += role_text(s.substr(next + 1, j - next - 1), content);
+          next = j + 1;
+        } else {
+          out += content;
+        }
+      } else {
+        out += content;
+      }
+      i = next;
+      return true;
+    }
+  }
+  return false;
+}
+
+/// **strong** or *emphasis* at s[i]: its text.
+bool take_emphasis(std::string_view s, size_t& i, std::string& out) {
+  const char c = s[i];
+  const size_t n = s.size();
+  // **strong**, *emphasis*
+  if (c == '*') {
+    const size_t len = (i + 1 < n && s[i + 1] == '*') ? 2 : 1;
+    if (start_ok(s, i, len) && !(len == 1 && i + 1 < n && s[i + 1] == '*')) {
+      const size_t k = find_end(s, i + len, len == 2 ? "**" : "*", true);
+      if (k != std::string_view::npos) {
+        out.append(s.substr(i + len, k - i - len));
+        i = k + len;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+/// |substitution| reference at s[i], when `subs` or the builtins define it: its replacement.
+bool take_substitution(std::string_view s, size_t& i, std::string& out, const Substitutions* subs) {
+  const char c = s[i];
+  // |substitution| reference
+  if (c == '|' && start_ok(s, i, 1)) {
+    size_t suffix = 0;
+    const size_t k = find_end(s, i + 1, "|", false, &suffix, true);
+    if (k != std::string_view::npos) {
+      const std::string_view name = s.substr(i + 1, k - i - 1);
+      const std::string* replacement = nullptr;
+      for (const Substitutions* table : {subs, &builtin_substitutions()}) {
+        if (!table || replacement) continue;
+        const auto it = table->find(name);
+        if (it != table->end()) replacement = &it->second;
+      }
+      if (replacement) {
+        out += inline_text(*replacement);  // builtins only: no recursion through definitions
+        i = k + 1 + suffix;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+/// Footnote or citation reference at s[i]: dropped, with the spaces before it.
+bool take_footnote_reference(std::string_view s, size_t& i, std::string& out) {
+  const char c = s[i];
+  const size_t n = s.size();
+  // footnote / citation reference: [1]_, [#]_, [#name]_, [*]_, [CIT2002]_ -> dropped
+  if (c == '[' && start_ok(s, i, 1)) {
+    const size_t close = s.find(']', i + 1);
+    if (close != std::string_view::npos && close - i <= 40 && close + 1 < n && s[close + 1] == '_' &&
+        end_ok_at(s, close + 2)) {
+      const std::string_view label = s.substr(i + 1, close - i - 1);
+      const bool ok = std::all_of(label.begin(), label.end(),
+                                  [](char ch) { return is_alnum(ch) || one_of("#*_.-", ch); });
+      if (ok) {
+        while (!out.empty() && out.back() == ' ') out.pop_back();
+        i = close + 2;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+/// A word starting at s[i]: as is, without the _ or __ of a simple hyperlink reference.
+bool take_word(std::string_view s, size_t& i, std::string& out) {
+  const char c = s[i];
+  const size_t n = s.size();
+  // name_ / name__: a simple hyperlink reference
+  if (is_alnum(c) && (i == 0 || is_space(s[i - 1]) || one_of("-:/'\"<([{", s[i - 1]))) {
+    size_t j = i;
+    while (j < n && (is_alnum(s[j]) || s[j] == '-')) ++j;
+    if (j < n && s[j] == '_') {
+      const size_t suffix = (j + 1 < n && s[j + 1] == '_') ? 2 : 1;
+      if (end_ok_at(s, j + suffix) && !(j + suffix < n && s[j + suffix] == '_')) {
+        out.append(s.substr(i, j - i));
+        i = j + suffix;
+        return true;
+      }
+    }
+    out.append(s.substr(i, j - i));
+    i = j;
+    return true;
+  }
+  return false;
+}
+
 // The inline text of a paragraph; see rst_inline_to_text. |name| references are replaced
 // from `subs` (then the builtins); unknown ones stay as they are.
-std::string inline_text(std::string_view s, const Substitutions* subs = nullptr) {
+std::string inline_text(std::string_view s, const Substitutions* subs) {
   std::string out;
   out.reserve(s.size());
   size_t i = 0;
   const size_t n = s.size();
   while (i < n) {
-    const char c = s[i];
-    if (c == '\\' && i + 1 < n) {  // backslash escape: "\ " vanishes, "\x" is x
-      const char e = s[i + 1];
-      if (e == '\n') {
-        i += 1;
-      } else {
-        if (e != ' ') out += e;
-        i += 2;
-      }
+    if (take_escape(s, i, out) || take_literal(s, i, out) || take_role(s, i, out) || take_interpreted(s, i, out) ||
+        take_emphasis(s, i, out) || take_substitution(s, i, out, subs) || take_footnote_reference(s, i, out) ||
+        take_word(s, i, out))
       continue;
-    }
-    // ``inline literal``
-    if (c == '`' && i + 1 < n && s[i + 1] == '`' && start_ok(s, i, 2)) {
-      const size_t k = find_end(s, i + 2, "``", false);
-      if (k != std::string_view::npos) {
-        out.append(s.substr(i + 2, k - i - 2));
-        i = k + 2;
-        continue;
-      }
-    }
-    // :role:`content`
-    if (c == ':' && start_ok(s, i, 1)) {
-      size_t j = i + 1;
-      while (j < n && (is_alnum(s[j]) || one_of("_-+.:", s[j]))) ++j;
-      if (j < n && s[j] == '`' && j >= i + 3 && s[j - 1] == ':' && start_ok(s, j, 1)) {
-        size_t suffix = 0;
-        const size_t k = find_end(s, j + 1, "`", true, &suffix, true);
-        if (k != std::string_view::npos) {
-          out += role_text(s.substr(i + 1, j - i - 2), s.substr(j + 1, k - j - 1));
-          i = k + 1 + suffix;
-          continue;
-        }
-      }
-    }
-    // `interpreted text`, `link <url>`_, `name`_, `text`:role:
-    if (c == '`' && start_ok(s, i, 1)) {
-      size_t suffix = 0;
-      const size_t k = find_end(s, i + 1, "`", true, &suffix, true);
-      if (k != std::string_view::npos) {
-        const std::string_view content = s.substr(i + 1, k - i - 1);
-        size_t next = k + 1 + suffix;
-        if (suffix > 0) {
-          out += explicit_title(content).first;
-        } else if (next < n && s[next] == ':') {  // `content`:role:
-          size_t j = next + 1;
-          while (j < n && (is_alnum(s[j]) || one_of("_-+.", s[j]))) ++j;
-          if (j < n && s[j] == ':' && j > next + 1 && end_ok_at(s, j + 1)) {
-            out += role_text(s.substr(next + 1, j - next - 1), content);
-            next = j + 1;
-          } else {
-            out += content;
-          }
-        } else {
-          out += content;
-        }
-        i = next;
-        continue;
-      }
-    }
-    // **strong**, *emphasis*
-    if (c == '*') {
-      const size_t len = (i + 1 < n && s[i + 1] == '*') ? 2 : 1;
-      if (start_ok(s, i, len) && !(len == 1 && i + 1 < n && s[i + 1] == '*')) {
-        const size_t k = find_end(s, i + len, len == 2 ? "**" : "*", true);
-        if (k != std::string_view::npos) {
-          out.append(s.substr(i + len, k - i - len));
-          i = k + len;
-          continue;
-        }
-      }
-    }
-    // |substitution| reference
-    if (c == '|' && start_ok(s, i, 1)) {
-      size_t suffix = 0;
-      const size_t k = find_end(s, i + 1, "|", false, &suffix, true);
-      if (k != std::string_view::npos) {
-        const std::string_view name = s.substr(i + 1, k - i - 1);
-        const std::string* replacement = nullptr;
-        for (const Substitutions* table : {subs, &builtin_substitutions()}) {
-          if (!table || replacement) continue;
-          const auto it = table->find(name);
-          if (it != table->end()) replacement = &it->second;
-        }
-        if (replacement) {
-          out += inline_text(*replacement);  // builtins only: no recursion through definitions
-          i = k + 1 + suffix;
-          continue;
-        }
-      }
-    }
-    // footnote / citation reference: [1]_, [#]_, [#name]_, [*]_, [CIT2002]_ -> dropped
-    if (c == '[' && start_ok(s, i, 1)) {
-      const size_t close = s.find(']', i + 1);
-      if (close != std::string_view::npos && close - i <= 40 && close + 1 < n && s[close + 1] == '_' &&
-          end_ok_at(s, close + 2)) {
-        const std::string_view label = s.substr(i + 1, close - i - 1);
-        const bool ok = std::all_of(label.begin(), label.end(),
-                                    [](char ch) { return is_alnum(ch) || one_of("#*_.-", ch); });
-        if (ok) {
-          while (!out.empty() && out.back() == ' ') out.pop_back();
-          i = close + 2;
-          continue;
-        }
-      }
-    }
-    // name_ / name__: a simple hyperlink reference
-    if (is_alnum(c) && (i == 0 || is_space(s[i - 1]) || one_of("-:/'\"<([{", s[i - 1]))) {
-      size_t j = i;
-      while (j < n && (is_alnum(s[j]) || s[j] == '-')) ++j;
-      if (j < n && s[j] == '_') {
-        const size_t suffix = (j + 1 < n && s[j + 1] == '_') ? 2 : 1;
-        if (end_ok_at(s, j + suffix) && !(j + suffix < n && s[j + suffix] == '_')) {
-          out.append(s.substr(i, j - i));
-          i = j + suffix;
-          continue;
-        }
-      }
-      out.append(s.substr(i, j - i));
-      i = j;
-      continue;
-    }
-    out += c;
+    out += s[i];
     ++i;
   }
   return out;
