@@ -68,7 +68,7 @@ double val(const torch::Tensor& t) {
 
 }  // namespace
 
-// Reference values: /usr/bin/python3, torch 1.13, float64, written independently from the spec:
+// Reference values: /usr/bin/python3, torch 1.13, float64, written independently from docs/methods.md section 4:
 //   p = torch.softmax(z, 1); w = p * mask; E = 3
 //   load_balance = E * ((mask.sum(0) / mask.sum()) * p.mean(0)).sum()
 //   z_loss = (torch.logsumexp(z, 1) ** 2).mean();  entropy = (-(p * p.log()).sum(1)).mean()

@@ -1,5 +1,5 @@
 // An independent oracle: `dynamoe moe-apply` against tests/python/moe_oracle.py, a plain torch
-// implementation written from ../shared/specs/moe-methods.md (outputs, routing, losses and
+// implementation written from docs/methods.md sections 1-4 (outputs, routing, losses and
 // every gradient; float32, max abs error <= 1e-5).
 #include <gtest/gtest.h>
 #include <torch/torch.h>

@@ -1,4 +1,4 @@
-// dynamoe bench: the MoE layer benchmark (shared/specs/benchmarks.md) and the end-to-end
+// dynamoe bench: the MoE layer benchmark (protocol: docs/bench.md) and the end-to-end
 // training comparison, each side by side with its PyTorch peer.
 #include <filesystem>
 #include <iostream>
@@ -73,7 +73,7 @@ Command bench_command() {
   return {{"bench",
            "MoE layer and training speed, side by side with PyTorch peers (bench/peers.py, bench/train_peer.py)",
            "dynamoe bench [--sections main,fine,decode,dynamic,skew,bf16,e2e] [--rounds R] [--threads N] [--no-peers]",
-           "Follows shared/specs/benchmarks.md: every implementation runs in each round, rounds are\n"
+           "Protocol (docs/bench.md): every implementation runs in each round, rounds are\n"
            "interleaved, each round also times a 1024^3 calibration GEMM, and the median over clean\n"
            "rounds (calibration within 0.85 of its best) is quoted with the min in (). Outputs and\n"
            "gradients of dynamoe are checked against the HF loop in the same run; the exit code is 1\n"

@@ -1,4 +1,4 @@
-// dynamoe gradnoise: per-layer gradient noise of a checkpoint (spec section 7).
+// dynamoe gradnoise: per-layer gradient noise of a checkpoint (docs/methods.md section 7.2).
 #include <cstdio>
 #include <filesystem>
 

@@ -6,7 +6,7 @@ usage: moe_oracle.py --config layer.yaml --input x.safetensors --weights w.safet
                      [--k-max K] [--tie-tol 1e-6] [--use-out-mask]
 
 Written only from docs/moe-apply.md (file layout, parameter names) and the formulas of
-shared/specs/moe-methods.md, sections 1-4; it shares no code or logic with the C++ sources.
+docs/methods.md, sections 1-4; it shares no code or logic with the C++ sources.
 It recomputes the layer in float64 with torch (Debian's python3-torch, no PyPI package),
 compares every tensor of the out file and, with --grad-output, the gradients of
 sum(y * grad_y) + aux_loss (torch autograd, float64) with grad.input and grad.<param>.
@@ -19,10 +19,11 @@ a mask mismatch is still a failure, but the report says whether it lies on such 
 --use-out-mask (diagnostic, dropless only) routes with the out file's mask instead of this
 oracle's own choice, so that the remaining tensors can still be checked after a tie flip.
 
-Readings of the spec (where it leaves a choice, this is the oracle's interpretation):
+Readings of docs/methods.md (where a choice is left open, this is the oracle's interpretation):
   * Temperature: p = softmax(z / T) with T = moe.temperature for top_k, top_p, threshold and
-    expert_choice (as docs/config.md says); tsallis_hybrid uses p = softmax(z) (the spec's own
-    words, no T); dynamoe uses g = softmax(z / dynamoe_temperature). `logits` is z before any T.
+    expert_choice (as docs/config.md says); tsallis_hybrid uses p = softmax(z) (docs/methods.md
+    section 2.5: no T); dynamoe uses g = softmax(z / dynamoe_temperature). `logits` is z before
+    any T.
   * Ties in any "largest"/"top C" choice go to the lower index (expert index for token-choice
     routers and the dynamoe cap, token index for expert_choice and capacity), i.e. a stable
     descending sort.
@@ -61,8 +62,8 @@ Readings of the spec (where it leaves a choice, this is the oracle's interpretat
   * entropy: mean_t(-sum_i p log p) with p = the router's probs (as for load_balance).
   * tsallis: multiplier * [0.01 * mean_t H_norm(p_t) + 0.001 * E * sum_i
     mean_t(w_{t,i}) * mean_t(p_{t,i})], with q and eps from tsallis_q / tsallis_eps, w = the
-    router's final dense weights and p = the router's probs, the spec's notation
-    p = softmax(z / T) (softmax(z) for tsallis_hybrid; g for dynamoe).
+    router's final dense weights and p = the router's probs, as docs/methods.md section 4
+    defines p: softmax(z / T) (softmax(z) for tsallis_hybrid; g for dynamoe).
     The out file's loss.tsallis is taken to be the bracket (unweighted) and aux_loss adds
     moe.tsallis * bracket.
   * aux_loss = sum over the four losses of coef * loss; a loss is "enabled" when coef > 0 and
@@ -294,8 +295,8 @@ def sorted_desc(v):
 def tsallis_hnorm(p, q, eps):
     E = p.shape[-1]
     if E == 1:
-        # H_max = 0: the spec's ratio is 0/0; a one-expert distribution carries no uncertainty,
-        # so H_norm is taken as 0 (and the broadcast never fires).
+        # H_max = 0: the ratio of docs/methods.md section 2.5 is 0/0; a one-expert distribution
+        # carries no uncertainty, so H_norm is taken as 0 (and the broadcast never fires).
         return torch.zeros(p.shape[:-1], dtype=p.dtype)
     if abs(q - 1.0) < 1e-12:
         return -(p * torch.log(p)).sum(-1) / math.log(E)
@@ -528,8 +529,8 @@ def forward(cfg, x, P, k_max, tie_tol, notes, out_mask=None):
     alt_lb = (E * (f_b * probs.mean(0)).sum()).item()
     losses["z_loss"] = (torch.logsumexp(z, dim=-1) ** 2).mean()
     losses["entropy"] = (-(probs * torch.log(probs)).sum(-1)).mean()
-    # The tsallis loss uses the router's probabilities, like the other losses: the spec's
-    # notation p = softmax(z / T) (for tsallis_hybrid, T = 1: softmax(z); for dynamoe, g).
+    # The tsallis loss uses the router's probabilities, like the other losses (docs/methods.md
+    # section 4): p = softmax(z / T) (for tsallis_hybrid, T = 1: softmax(z); for dynamoe, g).
     p1 = probs
     losses["tsallis"] = 0.01 * tsallis_hnorm(p1, cfg["tsallis_q"], cfg["tsallis_eps"]).mean() + \
         0.001 * E * (w.mean(0) * p1.mean(0)).sum()

@@ -5,7 +5,7 @@
 // added to the frozen base map x W^T (+ b) through the projection's adapter attach point.
 // B starts at zero, so a freshly attached adapter leaves the model's outputs unchanged; A starts
 // uniform in [-1/sqrt(in), 1/sqrt(in)] (PEFT's kaiming_uniform with a = sqrt(5)).
-// Defaults are the spec's MoLA/DynMoLE ones: r = 24, alpha = 48, dropout 0.05.
+// Defaults are MoLA's and DynMoLE's (docs/methods.md section 8.1): r = 24, alpha = 48, dropout 0.05.
 //
 //   LlamaForCausalLM lm = load_llama(dir);                       // base frozen
 //   auto names = attach_lora(*lm, "mlp\\.(gate|up|down)_proj", LoraOptions().rank(8));

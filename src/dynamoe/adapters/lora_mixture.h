@@ -1,6 +1,6 @@
 #pragma once
 // Mixtures of LoRA experts on a frozen projection (MoLA, MixLoRA, DynMoLE): E LoRA experts and a
-// router per adapted projection (spec moe-methods.md, expert kind `lora`):
+// router per adapted projection (docs/methods.md section 8.2):
 //   z = W_g x                                       router logits [E], W_g [E, in]
 //   (w, S) = route(router, z)                       any causal router of src/dynamoe/moe
 //   Delta(x) = sum_{i in S} w_i (alpha / r) B_i A_i dropout(x)
@@ -12,7 +12,7 @@
 //   mola     top-2 (Mixtral-normalised), no auxiliary loss            (MoLA, arXiv 2402.08562)
 //   mixlora  top-2 (Mixtral-normalised) + Switch load balance 0.01    (MixLoRA, arXiv 2404.15159)
 //   dynmole  tsallis_hybrid + the DynMoLE tsallis loss, as written    (DynMoLE, arXiv 2504.00661)
-// all with 6 experts of rank 24, alpha 48, dropout 0.05 (the spec's MoLA/DynMoLE defaults).
+// all with 6 experts of rank 24, alpha 48, dropout 0.05 (the MoLA/DynMoLE defaults, docs/methods.md section 8.3).
 //
 //   auto names = attach_lora_mixture(*lm, "mlp\\.(gate|up|down)_proj", LoraMixtureOptions::preset("dynmole"));
 //   loss = cross_entropy(lm->forward(ids), ...) + mixture_aux_loss(*lm);   // after each forward

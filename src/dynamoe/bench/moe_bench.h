@@ -1,5 +1,5 @@
 #pragma once
-// The MoE layer benchmark of shared/specs/benchmarks.md: dynamoe's layer against the PyTorch
+// The MoE layer benchmark (protocol: docs/bench.md): dynamoe's layer against the PyTorch
 // peers of bench/peers.py (dense SwiGLU, HF loop, sort/gather grouped, padded bmm), measured
 // side by side in one run, rounds interleaved, with a calibration GEMM each round.
 //   BenchOptions o;  o.sections = {"main", "decode"};

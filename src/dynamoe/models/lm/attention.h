@@ -1,5 +1,5 @@
 #pragma once
-// Causal multi-head self-attention with QGMoE's active-attention (spec moe-methods.md
+// Causal multi-head self-attention with QGMoE's active-attention (docs/methods.md
 // section 6), RoPE or no positions, and an optional KV cache for generation.
 // Shape legend: B sequences, T new positions, S = cached + new positions, D width, H heads,
 // Dh = D / H head width.
