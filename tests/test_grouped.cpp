@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/dispatch.h"
 #include "dynamoe/moe/expert.h"
 #include "dynamoe/moe/grouped_experts.h"
@@ -203,7 +204,7 @@ TEST(MoELayer, GroupedKernelEqualsLoopKernelForEveryRouter) {
         c.expert_hidden = 24;
         c.n_copy = 1;
         c.n_zero = 1;
-        MoELayerOptions o = MoELayerOptions::from_config(c, /*dim=*/16, /*E=*/6);
+        MoELayerOptions o = dynamoe::models::moe_layer_options(c, /*dim=*/16, /*E=*/6);
         torch::manual_seed(6);
         MoELayer loop(o);
         o.precision = precision;

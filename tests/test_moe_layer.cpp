@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/dispatch.h"
 #include "dynamoe/moe/moe_layer.h"
 #include "dynamoe/util/error.h"
@@ -17,7 +18,7 @@ MoELayerOptions layer_options(const std::string& router, const std::string& expe
   c.router = router;
   c.expert = expert;
   c.expert_hidden = 5;
-  MoELayerOptions o = MoELayerOptions::from_config(c, D, E);
+  MoELayerOptions o = dynamoe::models::moe_layer_options(c, D, E);
   return o;
 }
 

@@ -47,8 +47,8 @@ TEST(RouterRegistry, RegisteringATakenNameIsAnError) {
   auto fn = [](const at::Tensor& z, const RouterOptions& opt, const RouterContext& ctx) {
     return route("random", z, opt, ctx);
   };
-  EXPECT_THROW(dynamoe::moe::register_router("top_k", fn, true), dynamoe::Error);
-  EXPECT_THROW(dynamoe::moe::register_router("", fn, true), dynamoe::Error);
+  EXPECT_THROW(dynamoe::moe::register_router("top_k", fn, {}), dynamoe::Error);
+  EXPECT_THROW(dynamoe::moe::register_router("", fn, {}), dynamoe::Error);
   EXPECT_EQ(router_names().size(), 8u);
 }
 

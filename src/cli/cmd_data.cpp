@@ -10,7 +10,7 @@
 #include "dynamoe/data/dataset.h"
 #include "dynamoe/data/fetch.h"
 #include "dynamoe/data/token_file.h"
-#include "dynamoe/text/fetch_gpt2.h"
+#include "dynamoe/data/fetch_gpt2.h"
 
 namespace dynamoe::cli {
 namespace {
@@ -66,7 +66,7 @@ int run(const ParsedArgs& a) {
     opts.force = a.has("force");
     opts.log = &std::cout;
     const std::string dir = corpus            ? data::fetch_corpus(name, tokenizer, opts)
-                            : name == "gpt2" ? text::fetch_gpt2_vocab(opts)
+                            : name == "gpt2" ? data::fetch_gpt2_vocab(opts)
                                              : data::fetch_dataset(name, opts);
     std::cout << name << " ready in " << dir << "\n";
     return 0;

@@ -8,6 +8,7 @@
 #include "dynamoe/config/config.h"
 #include "dynamoe/io/checkpoint.h"
 #include "dynamoe/io/safetensors.h"
+#include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/moe_layer.h"
 
 namespace dynamoe::cli {
@@ -41,7 +42,7 @@ int run(const ParsedArgs& a) {
   }
 
   torch::manual_seed(static_cast<uint64_t>(seed));
-  moe::MoELayer layer(moe::MoELayerOptions::from_config(cfg.moe, x_in.size(1), cfg.moe.e_max, k_max));
+  moe::MoELayer layer(models::moe_layer_options(cfg.moe, x_in.size(1), cfg.moe.e_max, k_max));
   layer->to(x_in.scalar_type());
   if (a.has("weights")) io::load_state_dict(*layer, a.get("weights"));
   if (a.has("save-weights")) io::save_safetensors(a.get("save-weights"), io::state_dict(*layer));

@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "commands.h"
-#include "dynamoe/text/fetch_gpt2.h"
+#include "dynamoe/data/fetch_gpt2.h"
 #include "dynamoe/text/tokenizer.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
@@ -19,7 +19,7 @@ int run(const ParsedArgs& a) {
   const std::string name = a.get("tokenizer", "gpt2");
   const std::string dir = (fs::path(a.get("data-dir", "data")) / name).string();
   std::string why;
-  if (name == "gpt2" && !text::gpt2_vocab_ready(dir, &why))
+  if (name == "gpt2" && !data::gpt2_vocab_ready(dir, &why))
     throw Error(str("tokenizer gpt2: no vocabulary in '", dir, "' (", why, "); run: dynamoe data fetch gpt2"));
   const auto tok = text::make_tokenizer(name, dir);
   const std::string input = a.has("text") ? a.get("text") : read_file(a.get("file"));

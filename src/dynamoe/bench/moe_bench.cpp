@@ -20,6 +20,7 @@
 #include "dynamoe/bench/peer_process.h"
 #include "dynamoe/bench/stats.h"
 #include "dynamoe/io/safetensors.h"
+#include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/grouped_experts.h"
 #include "dynamoe/moe/moe_layer.h"
 #include "dynamoe/util/atomic_file.h"
@@ -84,7 +85,7 @@ moe::MoELayer make_layer(const Problem& p, const std::string& router, const std:
   c.kernel = kernel;
   c.precision = precision;
   c.dynamoe_sigma = 0;
-  moe::MoELayer layer(moe::MoELayerOptions::from_config(c, p.D, p.E));
+  moe::MoELayer layer(models::moe_layer_options(c, p.D, p.E));
   torch::NoGradGuard no_grad;
   auto named = layer->named_parameters();
   named["gate.weight"].copy_(p.wg);

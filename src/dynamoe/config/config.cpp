@@ -73,7 +73,7 @@ Schema Config::schema() {
   s.add_int("moe.k_max_max", &moe.k_max_max, "schedule_k_max: largest k_max", 1);
   s.add_float("moe.load_balance", &moe.load_balance, "coefficient of the Switch load-balance loss", 0.0);
   s.add_float("moe.z_loss", &moe.z_loss, "coefficient of the ST-MoE router z-loss", 0.0);
-  s.add_float("moe.entropy", &moe.entropy, "coefficient of the routing-entropy loss (spec default 1e-4 when used)", 0.0);
+  s.add_float("moe.entropy", &moe.entropy, "coefficient of the routing-entropy loss (1e-4 in Huang et al., docs/methods.md section 4.3)", 0.0);
   s.add_float("moe.tsallis", &moe.tsallis, "multiplier of the DynMoLE Tsallis loss (1: as written)", 0.0);
   // lm
   s.add_int("lm.layers", &lm.layers, "language model: transformer blocks", 1, 256);

@@ -24,7 +24,7 @@ struct ModelConfig {
   double dropout = 0.1;                        ///< dropout after each hidden activation
 };
 
-/// Mixture-of-Experts layers (used by the moe_* models). Formulas: ../shared/specs/moe-methods.md.
+/// Mixture-of-Experts layers (used by the moe_* models). Formulas: docs/methods.md.
 struct MoEConfig {
   // gate
   std::string gate = "linear";       ///< linear | quadratic_polynomial | quadratic_monomial | mlp

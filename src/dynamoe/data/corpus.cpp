@@ -15,7 +15,7 @@
 
 #include "dynamoe/data/deb_package.h"
 #include "dynamoe/data/token_file.h"
-#include "dynamoe/text/fetch_gpt2.h"
+#include "dynamoe/data/fetch_gpt2.h"
 #include "dynamoe/text/jargon_text.h"
 #include "dynamoe/text/rst_text.h"
 #include "dynamoe/text/tokenizer.h"
@@ -424,7 +424,7 @@ std::string fetch_corpus(const std::string& name, const std::string& tokenizer, 
   if (tokenizer == "gpt2") {
     FetchOptions vocab_opts = opts;
     vocab_opts.force = false;
-    text::fetch_gpt2_vocab(vocab_opts);
+    data::fetch_gpt2_vocab(vocab_opts);
   }
   const auto tok = load_tokenizer(tokenizer, opts);
 

@@ -62,7 +62,7 @@ DataSplits load_data(const config::DataConfig& cfg) {
   out.train = to_tensors(std::move(train), cfg.train_limit);
   out.test = to_tensors(std::move(test), cfg.test_limit);
 
-  models::InputSpec& spec = out.spec;
+  InputSpec& spec = out.spec;
   spec.channels = out.train.images.size(1);
   spec.height = out.train.images.size(2);
   spec.width = out.train.images.size(3);

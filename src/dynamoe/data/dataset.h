@@ -7,7 +7,7 @@
 #include <string>
 
 #include "dynamoe/config/config.h"
-#include "dynamoe/models/classifier.h"
+#include "dynamoe/data/input_spec.h"
 
 namespace dynamoe::data {
 
@@ -21,7 +21,7 @@ struct TensorDataset {
 /// The train and test splits and the input description derived from the training set.
 struct DataSplits {
   TensorDataset train, test;
-  models::InputSpec spec;  ///< shape, classes, per-channel mean/std of the training pixels
+  InputSpec spec;  ///< shape, classes, per-channel mean/std of the training pixels
   std::string source;      ///< the folder the data came from
 };
 

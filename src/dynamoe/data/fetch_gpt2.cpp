@@ -1,4 +1,4 @@
-#include "dynamoe/text/fetch_gpt2.h"
+#include "dynamoe/data/fetch_gpt2.h"
 
 #include <chrono>
 #include <cstdio>
@@ -10,7 +10,7 @@
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
-namespace dynamoe::text {
+namespace dynamoe::data {
 namespace {
 
 namespace fs = std::filesystem;
@@ -47,7 +47,7 @@ bool gpt2_vocab_ready(const std::string& dir, std::string* why) {
     if (!fs::is_regular_file(path, ec)) return no(str("missing '", path, "'"));
   }
   try {
-    const Gpt2Tokenizer tok(dir);
+    const text::Gpt2Tokenizer tok(dir);
     if (tok.vocab_size() != kVocabSize || tok.n_merges() != kMerges || tok.eot_id() != kEot)
       return no(str("'", dir, "' holds ", tok.vocab_size(), " tokens and ", tok.n_merges(),
                     " merges with end-of-text ", tok.eot_id() ? std::to_string(*tok.eot_id()) : "missing",
@@ -95,4 +95,4 @@ std::string fetch_gpt2_vocab(const data::FetchOptions& opts) {
   return out_dir;
 }
 
-}  // namespace dynamoe::text
+}  // namespace dynamoe::data

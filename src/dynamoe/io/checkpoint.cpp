@@ -10,7 +10,7 @@
 #include <filesystem>
 
 #include "dynamoe/io/safetensors.h"
-#include "dynamoe/train/optimizer.h"
+#include "dynamoe/io/optimizer_state.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -118,7 +118,7 @@ std::string save_checkpoint(const std::string& checkpoints_dir, torch::nn::Modul
 
   write_file_atomic((tmp_dir / "model.safetensors").string(),
                     safetensors_bytes(state_dict(model), {{"format", "pt"}, {"producer", "dynamoe"}}));
-  write_file_atomic((tmp_dir / "optimizer.pt").string(), train::optimizer_state_bytes(opt));
+  write_file_atomic((tmp_dir / "optimizer.pt").string(), optimizer_state_bytes(opt));
   nlohmann::json js = {{"step", state.step},
                        {"epoch", state.epoch},
                        {"batch_in_epoch", state.batch_in_epoch},

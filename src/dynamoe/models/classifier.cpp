@@ -66,12 +66,4 @@ Classifier build_model(const config::Config& cfg, const InputSpec& spec) {
   return it->second(cfg, spec);
 }
 
-std::function<at::Tensor(const at::Tensor&)> activation(const std::string& name) {
-  if (name == "relu") return [](const at::Tensor& x) { return torch::relu(x); };
-  if (name == "gelu") return [](const at::Tensor& x) { return torch::gelu(x); };
-  if (name == "silu") return [](const at::Tensor& x) { return torch::silu(x); };
-  if (name == "tanh") return [](const at::Tensor& x) { return torch::tanh(x); };
-  throw ConfigError(str("config: activation '", name, "' is not one of relu, gelu, silu, tanh"));
-}
-
 }  // namespace dynamoe::models

@@ -9,17 +9,13 @@
 #include <vector>
 
 #include "dynamoe/config/config.h"
+#include "dynamoe/data/input_spec.h"
 #include "dynamoe/moe/layer_stats.h"
 
 namespace dynamoe::models {
 
-/// What the input looks like.
-struct InputSpec {
-  int64_t channels = 1, height = 28, width = 28;
-  int64_t num_classes = 10;
-  std::vector<double> mean = {0.0}, std = {1.0};  ///< per-channel normalisation of [0,1] pixels
-  int64_t features() const { return channels * height * width; }
-};
+/// What the input looks like (data/input_spec.h).
+using InputSpec = data::InputSpec;
 
 /// A forward pass's result.
 struct ModelOutput {
@@ -59,7 +55,5 @@ Classifier build_model(const config::Config& cfg, const InputSpec& spec);
 /// Every registered model name, sorted.
 std::vector<std::string> model_names();
 
-/// Returns `name` as an activation module-free function (relu, gelu, silu, tanh).
-std::function<at::Tensor(const at::Tensor&)> activation(const std::string& name);
 
 }  // namespace dynamoe::models

@@ -2,10 +2,12 @@
 
 #include <torch/torch.h>
 
+#include "dynamoe/util/activation.h"
+
 namespace dynamoe::models {
 
 CNNClassifierImpl::CNNClassifierImpl(const config::ModelConfig& cfg, const InputSpec& spec)
-    : ClassifierImpl(spec), cfg_(cfg), act_(activation(cfg.activation)) {
+    : ClassifierImpl(spec), cfg_(cfg), act_(dynamoe::activation(cfg.activation)) {
   stem_ = register_module("stem", ConvStem(cfg, spec));
   fc_ = register_module("fc", torch::nn::Linear(stem_->out_features(), cfg.cnn_fc));
   head_ = register_module("head", torch::nn::Linear(cfg.cnn_fc, spec.num_classes));

@@ -3,11 +3,12 @@
 #include <torch/torch.h>
 
 #include "dynamoe/models/norm.h"
+#include "dynamoe/util/activation.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::models {
 
-ConvStemImpl::ConvStemImpl(const config::ModelConfig& cfg, const InputSpec& spec) : act_(activation(cfg.activation)) {
+ConvStemImpl::ConvStemImpl(const config::ModelConfig& cfg, const InputSpec& spec) : act_(dynamoe::activation(cfg.activation)) {
   torch::nn::ModuleList convs, norms;
   int64_t in = spec.channels, h = spec.height, w = spec.width;
   for (int64_t ch : cfg.channels) {

@@ -3,11 +3,12 @@
 #include <torch/torch.h>
 
 #include "dynamoe/models/norm.h"
+#include "dynamoe/util/activation.h"
 
 namespace dynamoe::models {
 
 MLPClassifierImpl::MLPClassifierImpl(const config::ModelConfig& cfg, const InputSpec& spec)
-    : ClassifierImpl(spec), cfg_(cfg), act_(activation(cfg.activation)) {
+    : ClassifierImpl(spec), cfg_(cfg), act_(dynamoe::activation(cfg.activation)) {
   torch::nn::ModuleList layers, norms;
   int64_t in = spec.features();
   for (int64_t width : cfg.hidden) {

@@ -2,7 +2,9 @@
 
 #include <torch/torch.h>
 
+#include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/schedule.h"
+#include "dynamoe/util/error.h"
 
 namespace dynamoe::models {
 
@@ -22,11 +24,15 @@ MoEStackImpl::MoEStackImpl(const config::MoEConfig& cfg, int64_t dim, int64_t n_
     ko.total_experts = 0;
     k_max_per_layer_ = moe::schedule_experts(ko, n_layers);
   }
+  // An image classifier has no token ids: a router that needs them is refused before any forward.
+  if (moe::router_traits(cfg.router).needs_token_ids)
+    throw ConfigError(str("config: moe.router = '", cfg.router,
+                          "' routes by token id, which only a language model has (model.kind = lm)"));
   torch::nn::ModuleList norms, layers;
   for (int64_t l = 0; l < n_layers; ++l) {
     norms_.push_back(torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim})));
     norms->push_back(norms_.back());
-    layers_.push_back(moe::MoELayer(moe::MoELayerOptions::from_config(
+    layers_.push_back(moe::MoELayer(models::moe_layer_options(
         cfg, dim, experts_per_layer_[l], k_max_per_layer_[l], l > 0 ? experts_per_layer_[l - 1] : 0)));
     layers->push_back(layers_.back());
   }

@@ -6,7 +6,7 @@
 #include <functional>
 #include <map>
 
-#include "dynamoe/models/classifier.h"
+#include "dynamoe/util/activation.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::moe {
@@ -33,7 +33,7 @@ class LinearExpert : public ExpertImpl {
 class FFNExpert : public ExpertImpl {
  public:
   explicit FFNExpert(const ExpertOptions& o)
-      : ExpertImpl("ffn"), d_(o.dim), f_(o.hidden), act_(models::activation(o.activation)) {
+      : ExpertImpl("ffn"), d_(o.dim), f_(o.hidden), act_(dynamoe::activation(o.activation)) {
     w1_ = register_parameter("w1", init_weight(o.hidden, o.dim));
     b1_ = register_parameter("b1", torch::zeros({o.hidden}));
     w2_ = register_parameter("w2", init_weight(o.dim, o.hidden));

@@ -1,5 +1,5 @@
 #pragma once
-// Experts: [n, D] -> [n, D] (spec section 3), built by name.
+// Experts: [n, D] -> [n, D] (docs/methods.md section 3), built by name.
 //   linear    h(x) = A x + b
 //   ffn       W2 act(W1 x + b1) + b2
 //   swiglu    W2 (silu(W1 x) * (W3 x))

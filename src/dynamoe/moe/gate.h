@@ -1,5 +1,5 @@
 #pragma once
-// Gates: token x [N, D] -> logits z [N, E] (spec section 1), built by name.
+// Gates: token x [N, D] -> logits z [N, E] (docs/methods.md section 1), built by name.
 //   linear                z = W x (+ b)
 //   quadratic_polynomial  z_i = x^T A_i x + b_i^T x + c_i            (QGMoE)
 //   quadratic_monomial    z_i = x^T A_i x + c_i                      (QGMoE)

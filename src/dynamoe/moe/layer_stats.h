@@ -1,10 +1,12 @@
 #pragma once
-// LayerStats: what one forward pass of an MoE layer did (spec section 7), and a running sum
+// LayerStats: what one forward pass of an MoE layer did (docs/methods.md section 7), and a running sum
 // of them over a logging interval or an evaluation.
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
+
+#include "dynamoe/moe/routing.h"
 
 namespace dynamoe::moe {
 
@@ -28,6 +30,19 @@ struct LayerStats {
   std::vector<float> token_entropy;      ///< [N]: Shannon entropy of each token's router probabilities
   double flops_per_token() const { return tokens ? (expert_flops + shared_flops + gate_flops) / tokens : 0; }
 };
+
+/// FLOPs one forward pass spent (2 x multiply-adds of the matrix products).
+struct LayerFlops {
+  double expert = 0;  ///< sum over experts of tokens routed x expert FLOPs per token
+  double shared = 0;  ///< shared experts
+  double gate = 0;
+};
+
+/// The statistics of one forward pass from its routing (after capacity), computed without
+/// gradients with a single read of device data: active experts per token and their histogram,
+/// load per expert and its CV, drops, the router's entropy (of probs clipped at 0 and
+/// renormalised, so that dynamoe's noisy g gives a number) and the Tsallis H_norm.
+LayerStats layer_stats(const Routing& r, const LayerFlops& flops, std::map<std::string, double> losses);
 
 /// Sums LayerStats over batches; means are token-weighted.
 struct LayerStatsAccumulator {

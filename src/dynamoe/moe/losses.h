@@ -1,5 +1,5 @@
 #pragma once
-// Auxiliary router losses (spec moe-methods.md section 4), as pure functions of a Routing.
+// Auxiliary router losses (docs/methods.md section 4), as pure functions of a Routing.
 // Shape legend: N tokens, E experts of the layer. Each loss is a 0-dim tensor of r.probs' dtype
 // (float or double), differentiable where stated; nothing is kept in globals.
 //
@@ -47,7 +47,7 @@ at::Tensor tsallis_loss(const Routing& r, double q, double eps, const at::Tensor
 struct LossCoefficients {
   double load_balance = 1e-2;
   double z_loss = 1e-3;
-  double entropy = 0;  ///< spec default 1e-4 when enabled
+  double entropy = 0;  ///< 1e-4 in Huang et al., docs/methods.md section 4.3
   double tsallis = 0;  ///< multiplies the whole DynMoLE formula (1.0 = as written, with its 0.01 and 0.001)
   double tsallis_q = 1.1;
   double tsallis_eps = 1e-5;
@@ -60,7 +60,7 @@ struct AuxLosses {
 };
 
 /// Computes the losses whose coefficient is non-zero. token_mask ([N] bool, optional) excludes
-/// padding tokens from the tsallis loss (the other losses use every token, as in the spec).
+/// padding tokens from the tsallis loss (the other losses use every token, as in docs/methods.md section 4).
 AuxLosses aux_losses(const Routing& r, const LossCoefficients& c, const at::Tensor& token_mask = {});
 
 }  // namespace dynamoe::moe

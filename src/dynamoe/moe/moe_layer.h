@@ -1,7 +1,7 @@
 #pragma once
 // MoELayer: gate -> route -> dispatch -> experts -> combine -> losses and metrics.
 // Shape legend: N tokens, D width, E experts of this layer, A active assignments.
-//   MoELayer layer(MoELayerOptions::from_config(cfg.moe, /*dim=*/64, /*n_experts=*/8));
+//   MoELayer layer(models::moe_layer_options(cfg.moe, /*dim=*/64, /*n_experts=*/8));  // models/moe_options.h
 //   MoELayerOutput o = layer->forward(x);   // o.y [N, D], o.aux_loss scalar, o.stats
 // Parameters: gate.*, experts.{i}.*, shared.{j}.*, w_map (gating residual); buffer expert_bias
 // (aux-loss-free balancing). Experts 0 .. E-1 are: the computing experts (moe.expert kind),
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "dynamoe/config/config.h"
+#include "dynamoe/moe/dispatch.h"
 #include "dynamoe/moe/expert.h"
 #include "dynamoe/moe/gate.h"
 #include "dynamoe/moe/layer_stats.h"
@@ -39,9 +39,6 @@ struct MoELayerOptions {
   bool bias_balancing = false;
   double bias_gamma = 1e-3;
   LossCoefficients losses;
-  /// Options for one layer from the config group `moe`.
-  static MoELayerOptions from_config(const config::MoEConfig& c, int64_t dim, int64_t n_experts,
-                                     int64_t k_max = 0, int64_t prev_experts = 0);
 };
 
 struct MoELayerOutput {
@@ -64,7 +61,18 @@ class MoELayerImpl : public torch::nn::Module {
   const std::vector<Expert>& experts() const { return experts_; }
 
  private:
+  at::Tensor gate_logits(const at::Tensor& x, const at::Tensor& prev_logits);
+  Routing route_tokens(const at::Tensor& z, const at::Tensor& token_ids);
+  at::Tensor computing_mask(const at::Tensor& mask) const;
+  at::Tensor run_experts(const at::Tensor& xs, const Dispatch& d, double& expert_flops);
+  at::Tensor add_shared_experts(at::Tensor y, const at::Tensor& x, double& shared_flops);
+
   MoELayerOptions o_;
+  // Resolved once at construction from the option strings.
+  RouterTraits router_traits_;
+  bool grouped_ = false;            ///< the computing experts run as one grouped node
+  at::ScalarType compute_dtype_{};  ///< expert GEMM dtype (bf16 precision), else undefined (x's)
+  int64_t n_special_ = 0;           ///< zero + copy + constant experts (the last of the E)
   Gate gate_;
   std::vector<Expert> experts_, shared_;
   std::vector<at::Tensor> grouped_params_;  ///< the computing experts' parameters in grouped_experts order

@@ -25,7 +25,7 @@ namespace {
 
 struct RouterEntry {
   RouterFn fn;
-  bool causal = true;
+  RouterTraits traits;
 };
 
 struct Registry {
@@ -33,11 +33,11 @@ struct Registry {
   std::map<std::string, RouterEntry> routers;  // sorted by name
 };
 
-void add_locked(Registry& reg, const std::string& name, RouterFn fn, bool causal) {
+void add_locked(Registry& reg, const std::string& name, RouterFn fn, RouterTraits traits) {
   DYNAMOE_CHECK(!name.empty(), "a router needs a non-empty name");
   DYNAMOE_CHECK(fn != nullptr, "router '", name, "' has no function");
   DYNAMOE_CHECK(reg.routers.count(name) == 0, "router '", name, "' is already registered");
-  reg.routers.emplace(name, RouterEntry{std::move(fn), causal});
+  reg.routers.emplace(name, RouterEntry{std::move(fn), traits});
 }
 
 // The registry, with the built-in routers added exactly once on first use (a static library
@@ -47,14 +47,14 @@ Registry& registry() {
   static std::once_flag builtins;
   std::call_once(builtins, [] {
     std::lock_guard<std::mutex> lock(reg.mutex);
-    add_locked(reg, "top_k", functional::top_k_route, true);
-    add_locked(reg, "top_p", functional::top_p_route, true);
-    add_locked(reg, "threshold", functional::threshold_route, true);
-    add_locked(reg, "dynamoe", functional::dynamoe_route, true);
-    add_locked(reg, "tsallis_hybrid", functional::tsallis_hybrid_route, true);
-    add_locked(reg, "expert_choice", functional::expert_choice_route, false);
-    add_locked(reg, "hash", functional::hash_route, true);
-    add_locked(reg, "random", functional::random_route, true);
+    add_locked(reg, "top_k", functional::top_k_route, {});
+    add_locked(reg, "top_p", functional::top_p_route, {});
+    add_locked(reg, "threshold", functional::threshold_route, {});
+    add_locked(reg, "dynamoe", functional::dynamoe_route, {});
+    add_locked(reg, "tsallis_hybrid", functional::tsallis_hybrid_route, {});
+    add_locked(reg, "expert_choice", functional::expert_choice_route, {/*causal=*/false, /*own_capacity=*/true});
+    add_locked(reg, "hash", functional::hash_route, {/*causal=*/true, false, /*needs_token_ids=*/true});
+    add_locked(reg, "random", functional::random_route, {});
   });
   return reg;
 }
@@ -76,10 +76,10 @@ RouterEntry find(const std::string& name) {
 
 }  // namespace
 
-void register_router(const std::string& name, RouterFn fn, bool causal) {
+void register_router(const std::string& name, RouterFn fn, RouterTraits traits) {
   Registry& reg = registry();
   std::lock_guard<std::mutex> lock(reg.mutex);
-  add_locked(reg, name, std::move(fn), causal);
+  add_locked(reg, name, std::move(fn), traits);
 }
 
 Routing route(const std::string& name, const at::Tensor& logits, const RouterOptions& opt,
@@ -96,7 +96,9 @@ std::vector<std::string> router_names() {
   return names;
 }
 
-bool router_is_causal(const std::string& name) { return find(name).causal; }
+bool router_is_causal(const std::string& name) { return find(name).traits.causal; }
+
+RouterTraits router_traits(const std::string& name) { return find(name).traits; }
 
 namespace functional {
 

@@ -2,7 +2,7 @@
 // Routing: what a router decides for a batch of tokens, and the router registry.
 // Shape legend: N tokens, E experts of the layer.
 //
-//   RouterOptions opt;                       // per-router options, spec defaults
+//   RouterOptions opt;                       // per-router options, defaults of docs/methods.md
 //   Routing r = route("top_p", logits, opt, ctx);
 //   // r.weights [N, E] (zero where inactive, differentiable w.r.t. logits), r.mask [N, E]
 //
@@ -18,7 +18,7 @@
 
 namespace dynamoe::moe {
 
-/// Options of every router (defaults are those of ../shared/specs/moe-methods.md section 2).
+/// Options of every router (defaults: docs/methods.md section 2).
 struct RouterOptions {
   double temperature = 1.0;  ///< p = softmax(z / T) for top_k, top_p, threshold, expert_choice
   // top_k
@@ -75,9 +75,18 @@ struct Routing {
 
 using RouterFn = std::function<Routing(const at::Tensor& logits, const RouterOptions&, const RouterContext&)>;
 
+/// What the MoE layer needs to know about a router besides its function.
+struct RouterTraits {
+  bool causal = true;            ///< decides each token from that token alone (false: expert_choice)
+  bool own_capacity = false;     ///< sets its own per-expert capacity (moe capacity_factor does not apply)
+  bool needs_token_ids = false;  ///< routes by token id: the layer must be given token_ids (hash)
+};
+
 /// Registers a router under `name` (an Error if the name is taken). The built-in routers of
 /// routers/*.h are registered on first use of the registry.
-void register_router(const std::string& name, RouterFn fn, bool causal);
+void register_router(const std::string& name, RouterFn fn, RouterTraits traits = {});
+/// The traits of the router called `name`; an unknown name is a ConfigError listing valid names.
+RouterTraits router_traits(const std::string& name);
 /// Routes with the router called `name`; an unknown name is a ConfigError listing valid names.
 Routing route(const std::string& name, const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx);
 /// Every registered router name, sorted.
@@ -105,7 +114,7 @@ Routing make_routing(at::Tensor logits, at::Tensor probs, at::Tensor weights, at
 /// lower token index first); zeroes the rest in weights and mask, and counts them in dropped.
 /// The kept weights are not renormalised (Switch). capacity >= N is a no-op; capacity < 0 is an Error.
 void apply_capacity(Routing& r, int64_t capacity);
-/// ceil(cf * N * k_mean / E), the capacity rule of the spec (k_mean: mean active experts per token,
+/// ceil(cf * N * k_mean / E), the capacity rule of docs/methods.md section 2.10 (k_mean: mean active experts per token,
 /// e.g. assignments_before_capacity / N for the dynamic routers). The ceiling forgives a relative
 /// rounding error of 1e-9 (1.1 * 10 / 11 gives 1, not 2), and the result is at least 1 when cf > 0.
 /// cf <= 0 means dropless and returns n_tokens, a capacity no expert can exceed.

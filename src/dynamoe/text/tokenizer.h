@@ -4,7 +4,7 @@
 //   name    vocab    end-of-text   what an id is
 //   "byte"  257      256           ids 0..255 are the bytes themselves
 //   "gpt2"  50,257   50256         GPT-2's byte-level BPE (encoder.json + vocab.bpe in `dir`,
-//                                  fetched by text::fetch_gpt2_vocab into data/gpt2/)
+//                                  fetched by data::fetch_gpt2_vocab into data/gpt2/)
 //
 // Contract shared by every kind:
 //   - encode accepts any byte string (invalid UTF-8 and NUL bytes included) and

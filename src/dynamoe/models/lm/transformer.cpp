@@ -3,7 +3,9 @@
 #include <torch/torch.h>
 
 #include "dynamoe/models/classifier.h"
+#include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/schedule.h"
+#include "dynamoe/util/activation.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::models::lm {
@@ -28,13 +30,13 @@ BlockImpl::BlockImpl(const config::Config& cfg, int64_t n_experts, int64_t k_max
                                                           .activation(cfg.lm.attention_activation)));
   ln2_ = register_module("ln2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D})));
   if (n_experts > 0) {
-    moe_ = register_module("moe", moe::MoELayer(moe::MoELayerOptions::from_config(cfg.moe, D, n_experts, k_max,
+    moe_ = register_module("moe", moe::MoELayer(models::moe_layer_options(cfg.moe, D, n_experts, k_max,
                                                                                    prev_experts)));
   } else {
     const int64_t F = cfg.lm.d_ff > 0 ? cfg.lm.d_ff : 4 * D;
     fc1_ = register_module("fc1", Projection(D, F, true, ProjectionInit::kLinear));
     fc2_ = register_module("fc2", Projection(F, D, true, ProjectionInit::kLinear));
-    act_ = activation(cfg.model.activation);
+    act_ = dynamoe::activation(cfg.model.activation);
   }
 }
 

@@ -1,0 +1,33 @@
+# Checks that dynamoe's layers only point down: a file in src/dynamoe/<layer>/ may include
+# "dynamoe/<other>/..." only when <other> comes before <layer> in LAYERS (or is <layer>).
+# Run by the build (target check_layers) and by CTest:
+#   cmake -DSRC=<src folder> "-DLAYERS=util;io;..." -P cmake/check_layers.cmake
+# Exits non-zero with one line per upward include, naming the file, the line and both layers.
+if(NOT SRC OR NOT LAYERS)
+  message(FATAL_ERROR "check_layers: pass -DSRC=<src folder> and -DLAYERS=<layer;layer;...>")
+endif()
+get_filename_component(SRC "${SRC}" ABSOLUTE)
+set(errors "")
+file(GLOB_RECURSE files RELATIVE "${SRC}/dynamoe" "${SRC}/dynamoe/*.h" "${SRC}/dynamoe/*.cpp")
+if(NOT files)
+  message(FATAL_ERROR "check_layers: no sources under ${SRC}/dynamoe")
+endif()
+foreach(rel IN LISTS files)
+  string(REGEX MATCH "^[^/]+" layer "${rel}")
+  list(FIND LAYERS "${layer}" rank)
+  if(rank EQUAL -1)
+    string(APPEND errors "src/dynamoe/${rel}: folder '${layer}' is not a layer (add it to DYNAMOE_LAYERS in CMakeLists.txt)\n")
+    continue()
+  endif()
+  file(STRINGS "${SRC}/dynamoe/${rel}" lines REGEX "^[ \t]*#[ \t]*include[ \t]*\"dynamoe/")
+  foreach(line IN LISTS lines)
+    string(REGEX REPLACE "^[ \t]*#[ \t]*include[ \t]*\"dynamoe/([^/\"]+)/.*" "\\1" used "${line}")
+    list(FIND LAYERS "${used}" used_rank)
+    if(used_rank GREATER rank)
+      string(APPEND errors "src/dynamoe/${rel}: layer '${layer}' includes the higher layer '${used}' (${line})\n")
+    endif()
+  endforeach()
+endforeach()
+if(errors)
+  message(FATAL_ERROR "upward includes (layers, lowest first: ${LAYERS}):\n${errors}")
+endif()
