@@ -189,9 +189,9 @@ TEST(Claims, BestDependsOrNot) {
 
 const char* kStudy = R"(
 name: study
-base: {model: {kind: moe_mlp, d_model: 16, moe_layers: 2}, moe: {expert_hidden: 8}}
+base: {model: {kind: moe_mlp, d_model: 16, moe_layers: 2}, moe: {experts: {hidden: 8}}}
 axes:
-  moe.schedule: [uniform, descending]
+  moe.layers.schedule: [uniform, descending]
   dataset: {mnist: {data.dataset: mnist}, fashion: {data.dataset: fashion-mnist}}
   train.seed: [0, 1]
 extra:
@@ -243,12 +243,12 @@ TEST(ResultsCli, PageOfATinySweep) {
                     "name: tiny\n"
                     "base:\n"
                     "  model: {kind: moe_mlp, d_model: 16, moe_layers: 2}\n"
-                    "  moe: {expert_hidden: 16, e_min: 2, e_max: 4}\n"
+                    "  moe: {experts: {hidden: 16}, layers: {e_min: 2, e_max: 4}}\n"
                     "  data: {dataset: fashion-mnist, dir: " + data_dir + ", train_limit: 512, test_limit: 200}\n"
                     "  train: {steps: 12, batch_size: 32, eval_every: 12, log_every: 6, warmup_steps: 2,\n"
                     "          gradnoise_every: 6, gradnoise_batches: 2, threads: 1}\n"
                     "axes:\n"
-                    "  moe.schedule: [uniform, descending]\n"
+                    "  moe.layers.schedule: [uniform, descending]\n"
                     "  train.seed: [0, 1]\n"
                     "results:\n"
                     "  title: Tiny study\n"

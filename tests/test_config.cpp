@@ -4,6 +4,9 @@
 #include <filesystem>
 
 #include "dynamoe/config/config.h"
+#include "dynamoe/moe/routers/top_p.h"
+#include "dynamoe/moe/routers/tsallis_hybrid.h"
+#include "dynamoe/moe/schedule.h"
 #include "dynamoe/sweep/sweep_spec.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
@@ -130,4 +133,43 @@ TEST(ConfigCli, ReferenceDocIsCurrent) {
   ASSERT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.output, dynamoe::read_file(dynamoe::testutil::source_dir() + "/docs/config.md"))
       << "docs/config.md is stale: regenerate it with `build/dynamoe config --reference > docs/config.md`";
+}
+
+// The moe group: gate, router and schedule are kinds with their own options.
+TEST(Config, AKindBringsItsOwnOptions) {
+  Config c = parse_config("moe:\n  router: {kind: top_p, p: 0.6, max_k: 3}\n  layers: {schedule: wave, frequency: 2.0}\n",
+                          "x.yaml");
+  EXPECT_EQ(c.moe.router.kind(), "top_p");
+  EXPECT_DOUBLE_EQ(c.moe.router.as<dynamoe::moe::TopPOptions>().p, 0.6);
+  EXPECT_EQ(c.moe.router.as<dynamoe::moe::TopPOptions>().max_k, 3);
+  EXPECT_DOUBLE_EQ(dynamoe::moe::schedule_options(c.moe.layers.schedule, 2, 8, 0).wave_frequency, 2.0);
+  // another router's option is an error listing the valid ones
+  std::string m = config_error([] { parse_config("moe:\n  router: {kind: dynamoe, k: 2}\n", "x.yaml"); });
+  EXPECT_NE(m.find("unknown key 'moe.router.k' (x.yaml:2)"), std::string::npos) << m;
+  EXPECT_NE(m.find("router 'dynamoe' has the options: temperature, sigma, tau"), std::string::npos) << m;
+  // an override may change the kind, and then set that kind's options
+  c = parse_config("moe:\n  router: {kind: top_k}\n", "x.yaml", {"moe.router.kind=tsallis_hybrid", "moe.router.q=1.5"});
+  EXPECT_EQ(c.moe.router.kind(), "tsallis_hybrid");
+  EXPECT_DOUBLE_EQ(c.moe.router.as<dynamoe::moe::TsallisHybridOptions>().q, 1.5);
+  EXPECT_DOUBLE_EQ(c.moe.losses.tsallis_q, 1.1);  // the loss's q is its own key
+  // the resolved YAML parses back to the same configuration
+  EXPECT_EQ(parse_config(c.to_yaml(), "resolved").to_yaml(), c.to_yaml());
+  m = config_error([] { parse_config("", "t", {"moe.router.kind=top_q"}); });
+  EXPECT_NE(m.find("moe.router.kind = 'top_q' is not one of"), std::string::npos) << m;
+}
+
+TEST(Config, AMovedKeyNamesItsNewKey) {
+  std::string m = config_error([] { parse_config("moe:\n  router: top_k\n  k: 2\n", "old.yaml"); });
+  EXPECT_NE(m.find("moe.router (old.yaml:2) is now moe.router.kind"), std::string::npos) << m;
+  m = config_error([] { parse_config("", "t", {"moe.k=2"}); });
+  EXPECT_NE(m.find("moe.k (--set moe.k=2) is now moe.router.k"), std::string::npos) << m;
+  m = config_error([] { parse_config("moe:\n  tsallis_q: 1.2\n", "old.yaml"); });
+  EXPECT_NE(m.find("moe.router.q (the router) and moe.losses.tsallis_q (the loss)"), std::string::npos) << m;
+  m = config_error([] { parse_config("train:\n  schedule: cosine\n", "old.yaml"); });
+  EXPECT_NE(m.find("train.schedule (old.yaml:2) is now train.lr_schedule"), std::string::npos) << m;
+}
+
+TEST(Config, ARouterThatNeedsTokenIdsIsRefusedForImageModels) {
+  std::string m = config_error([] { parse_config("", "t", {"model.kind=moe_mlp", "moe.router.kind=hash"}); });
+  EXPECT_NE(m.find("moe.router.kind = 'hash' routes by token id"), std::string::npos) << m;
 }

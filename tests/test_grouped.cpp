@@ -199,11 +199,11 @@ TEST(MoELayer, GroupedKernelEqualsLoopKernelForEveryRouter) {
     for (std::string expert : {"ffn", "swiglu"}) {
       for (const std::string precision : {"fp32", "bf16"}) {
         config::MoEConfig c;
-        c.router = router;
-        c.expert = expert;
-        c.expert_hidden = 24;
-        c.n_copy = 1;
-        c.n_zero = 1;
+        c.router = router_choice(router);
+        c.experts.kind = expert;
+        c.experts.hidden = 24;
+        c.experts.n_copy = 1;
+        c.experts.n_zero = 1;
         MoELayerOptions o = dynamoe::models::moe_layer_options(c, /*dim=*/16, /*E=*/6);
         torch::manual_seed(6);
         MoELayer loop(o);

@@ -23,8 +23,8 @@ using models::lm::TransformerLM;
 config::Config lm_config(std::vector<std::string> extra = {}) {
   std::vector<std::string> o = {"model.kind=lm",      "data.dataset=python-docs", "model.d_model=16",
                                 "lm.heads=2",         "lm.layers=3",              "lm.context=16",
-                                "moe.e_min=2",        "moe.e_max=4",              "moe.expert_hidden=8",
-                                "model.dropout=0",    "moe.schedule=descending"};
+                                "moe.layers.e_min=2",        "moe.layers.e_max=4",              "moe.experts.hidden=8",
+                                "model.dropout=0",    "moe.layers.schedule=descending"};
   o.insert(o.end(), extra.begin(), extra.end());
   return config::parse_config("", "test", o);
 }
@@ -159,8 +159,8 @@ TEST(TransformerLM, IsCausalForEveryCausalRouter) {
   for (const char* router : {"top_k", "top_p", "threshold", "dynamoe", "tsallis_hybrid", "hash"}) {
     for (const char* pos : {"rope", "learned"}) {
       torch::manual_seed(7);
-      TransformerLM lm(lm_config({std::string("moe.router=") + router, std::string("lm.positions=") + pos,
-                                  "lm.attention_activation=silu", "moe.gate_residual=true"}), 40);
+      TransformerLM lm(lm_config({std::string("moe.router.kind=") + router, std::string("lm.positions=") + pos,
+                                  "lm.attention_activation=silu", "moe.gate.residual=true"}), 40);
       lm->eval();
       torch::NoGradGuard ng;
       at::Tensor a = random_ids(2, 12, 40, 11), b = a.clone();
@@ -173,10 +173,10 @@ TEST(TransformerLM, IsCausalForEveryCausalRouter) {
 }
 
 TEST(TransformerLM, RefusesNonCausalRouter) {
-  const std::string msg = testutil::config_error([] { lm_config({"moe.router=expert_choice"}); });
-  EXPECT_NE(msg.find("moe.router = 'expert_choice' is not causal"), std::string::npos) << msg;
-  EXPECT_NO_THROW(lm_config({"moe.router=expert_choice", "lm.allow_noncausal_router=true"}));
-  EXPECT_NO_THROW(lm_config({"moe.router=expert_choice", "lm.moe_every=0"}));
+  const std::string msg = testutil::config_error([] { lm_config({"moe.router.kind=expert_choice"}); });
+  EXPECT_NE(msg.find("moe.router.kind = 'expert_choice' is not causal"), std::string::npos) << msg;
+  EXPECT_NO_THROW(lm_config({"moe.router.kind=expert_choice", "lm.allow_noncausal_router=true"}));
+  EXPECT_NO_THROW(lm_config({"moe.router.kind=expert_choice", "lm.moe_every=0"}));
 }
 
 TEST(TransformerLM, KVCacheGivesTheSameLogits) {
@@ -184,7 +184,7 @@ TEST(TransformerLM, KVCacheGivesTheSameLogits) {
     for (const char* every : {"0", "1", "2"}) {
       torch::manual_seed(9);
       TransformerLM lm(lm_config({std::string("lm.positions=") + pos, std::string("lm.moe_every=") + every,
-                                  "lm.attention_activation=gelu", "moe.router=top_p"}), 40);
+                                  "lm.attention_activation=gelu", "moe.router.kind=top_p"}), 40);
       lm->eval();
       torch::NoGradGuard ng;
       at::Tensor ids = random_ids(2, 16, 40, 3);

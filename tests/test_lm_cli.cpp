@@ -43,7 +43,7 @@ std::string make_corpus(const testutil::TempDir& dir) {
 std::string train_cmd(const testutil::TempDir& dir, const std::string& name, const std::string& extra = "") {
   return testutil::cli() + " train --config " + testutil::source_dir() + "/configs/lm/tiny.yaml --plain --name " + name +
          " --set data.dir=" + dir.file("data") + " --set train.runs_dir=" + dir.file("runs") +
-         " --set lm.context=32 --set model.d_model=32 --set lm.heads=2 --set lm.d_ff=64 --set moe.expert_hidden=32"
+         " --set lm.context=32 --set model.d_model=32 --set lm.heads=2 --set lm.d_ff=64 --set moe.experts.hidden=32"
          " --set train.batch_size=8 --set train.warmup_steps=5 --set train.log_every=5 --set train.threads=1"
          " --set lm.eval_tokens=2048 " + extra;
 }

@@ -11,6 +11,8 @@
 #include "dynamoe/adapters/lora_mixture.h"
 #include "dynamoe/io/safetensors.h"
 #include "dynamoe/models/hf/hf_checkpoint.h"
+#include "dynamoe/moe/routers/top_k.h"
+#include "dynamoe/moe/routers/tsallis_hybrid.h"
 #include "dynamoe/util/atomic_file.h"
 #include "gradcheck.h"
 #include "test_util.h"
@@ -53,15 +55,15 @@ TEST(LoraMixture, PresetsAreTheSpecDefaults) {
     EXPECT_EQ(o.lora.alpha(), 48);
     EXPECT_EQ(o.lora.dropout(), 0.05);
   }
-  EXPECT_EQ(LoraMixtureOptions::preset("mola").router, "top_k");
-  EXPECT_EQ(LoraMixtureOptions::preset("mola").routing.k, 2);
+  EXPECT_EQ(LoraMixtureOptions::preset("mola").router.kind(), "top_k");
+  EXPECT_EQ(LoraMixtureOptions::preset("mola").router.as<dynamoe::moe::TopKOptions>().k, 2);
   EXPECT_EQ(LoraMixtureOptions::preset("mola").losses.load_balance, 0);
   EXPECT_EQ(LoraMixtureOptions::preset("mixlora").losses.load_balance, 0.01);
   const auto d = LoraMixtureOptions::preset("dynmole");
-  EXPECT_EQ(d.router, "tsallis_hybrid");
-  EXPECT_EQ(d.routing.tsallis_q, 1.1);
-  EXPECT_EQ(d.routing.tsallis_top_p, 0.75);
-  EXPECT_EQ(d.routing.tsallis_threshold, 0.9);
+  EXPECT_EQ(d.router.kind(), "tsallis_hybrid");
+  EXPECT_EQ(d.router.as<dynamoe::moe::TsallisHybridOptions>().q, 1.1);
+  EXPECT_EQ(d.router.as<dynamoe::moe::TsallisHybridOptions>().p, 0.75);
+  EXPECT_EQ(d.router.as<dynamoe::moe::TsallisHybridOptions>().threshold, 0.9);
   EXPECT_EQ(d.losses.tsallis, 1.0);
   EXPECT_EQ(d.losses.load_balance, 0);
   // options survive the JSON of adapter files
@@ -227,22 +229,22 @@ TEST(LoraMixture, ErrorsAreOneLineAndNameTheField) {
   LlamaForCausalLM lm = random_base(9);
   testutil::expect_error([] { LoraMixtureOptions::preset("moe-lora"); }, {"unknown kind 'moe-lora'", "mola, mixlora, dynmole"});
   LoraMixtureOptions o = small("mola");
-  o.router = "expert_choice";
+  o.router = dynamoe::moe::router_choice("expert_choice");
   testutil::expect_error([&] { attach_lora_mixture(*lm, "mlp", o); }, {"router 'expert_choice'", "token-choice"});
-  o.router = "hash";
+  o.router = dynamoe::moe::router_choice("hash");
   testutil::expect_error([&] { attach_lora_mixture(*lm, "mlp", o); }, {"router 'hash'"});
-  o.router = "top_q";
+  o.router = dynamoe::KindChoice("top_q", std::make_shared<dynamoe::NoOptions>());
   testutil::expect_error([&] { attach_lora_mixture(*lm, "mlp", o); }, {"unknown router 'top_q'"});
   o = small("mola");
-  o.routing.k = 5;
+  o.router.as_mutable<dynamoe::moe::TopKOptions>().k = 5;
   testutil::expect_error([&] { attach_lora_mixture(*lm, "mlp", o); }, {"k = 5 must be in [1, 4]"});
   o = small("mola");
   o.experts = 1;
   testutil::expect_error([&] { attach_lora_mixture(*lm, "mlp", o); }, {"experts = 1"});
   testutil::expect_error([&] { attach_lora_mixture(*lm, "ffn", small("mola")); }, {"'ffn' matches no projection"});
   nlohmann::json j = small("dynmole").to_json();
-  j["routing"].erase("tsallis_q");
-  testutil::expect_error([&] { LoraMixtureOptions::from_json(j); }, {"field 'routing.tsallis_q' is missing"});
+  j["routing"].erase("q");
+  testutil::expect_error([&] { LoraMixtureOptions::from_json(j); }, {"field 'routing.q' is missing"});
   j = small("dynmole").to_json();
   j["experts"] = "six";
   testutil::expect_error([&] { LoraMixtureOptions::from_json(j); }, {"field 'experts' = \"six\" has the wrong type"});

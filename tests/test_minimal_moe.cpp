@@ -10,6 +10,7 @@
 #include <string>
 
 #include "dynamoe/moe/moe_layer.h"
+#include "dynamoe/moe/routers/top_k.h"
 
 #define MINIMAL_MOE_NO_MAIN
 #include "../examples/minimal_moe.cpp"
@@ -23,11 +24,11 @@ dynamoe::moe::MoELayer make_dynamoe_layer(int64_t D, int64_t E, int64_t k, int64
   dynamoe::moe::MoELayerOptions o;
   o.dim = D;
   o.n_experts = E;
-  o.gate = "linear";
-  o.gate_options = {D, E, /*bias=*/false, /*rank=*/0, /*mlp_mult=*/8};
-  o.router = "top_k";
-  o.router_options.k = k;
-  o.router_options.top_k_normalize = true;
+  o.gate = dynamoe::moe::gate_choice("linear");  // no bias by default
+  dynamoe::moe::TopKOptions top_k;
+  top_k.k = k;
+  top_k.normalize = true;
+  o.router = dynamoe::kind_choice("top_k", top_k);
   o.expert = "ffn";
   o.expert_options = {D, F, "gelu"};
   o.kernel = "loop";

@@ -82,13 +82,13 @@ TEST(LrSchedule, WarmupThenCosineToFloor) {
   t.lr = 1.0;
   t.warmup_steps = 10;
   t.min_lr_ratio = 0.1;
-  t.schedule = "cosine";
+  t.lr_schedule = "cosine";
   EXPECT_DOUBLE_EQ(train::lr_at(t, 0, 110), 0.1);
   EXPECT_DOUBLE_EQ(train::lr_at(t, 9, 110), 1.0);
   EXPECT_DOUBLE_EQ(train::lr_at(t, 10, 110), 1.0);
   EXPECT_NEAR(train::lr_at(t, 59, 110), 0.1 + 0.45 * (1 + std::cos(M_PI * 49 / 99)), 1e-12);
   EXPECT_DOUBLE_EQ(train::lr_at(t, 109, 110), 0.1);
-  t.schedule = "constant";
+  t.lr_schedule = "constant";
   t.min_lr_ratio = 0;
   EXPECT_DOUBLE_EQ(train::lr_at(t, 50, 110), 1.0);
   EXPECT_DOUBLE_EQ(train::lr_at(t, 4, 110), 0.5);
@@ -98,8 +98,8 @@ TEST(Models, MoEModelsFollowTheScheduleAndTrainEndToEnd) {
   for (std::string kind : {"moe_mlp", "moe_cnn"}) {
     config::Config c = config::parse_config(
         "", "t", {"model.kind=" + kind, "model.d_model=16", "model.moe_layers=3", "model.channels=[4]",
-                  "moe.schedule=descending", "moe.e_min=2", "moe.e_max=6", "moe.expert_hidden=8", "moe.router=top_p",
-                  "moe.gate_residual=true", "moe.bias_balancing=true"});
+                  "moe.layers.schedule=descending", "moe.layers.e_min=2", "moe.layers.e_max=6", "moe.experts.hidden=8", "moe.router.kind=top_p",
+                  "moe.gate.residual=true", "moe.bias_balancing=true"});
     models::InputSpec spec;
     auto m = models::build_model(c, spec);
     auto out = m->forward(torch::randint(0, 256, {5, 1, 28, 28}, torch::kByte));

@@ -18,7 +18,7 @@ TEST_P(MoEFashion, OneEpochReachesEightyFivePercent) {
   auto f = testutil::run_command(testutil::cli() + " data fetch fashion-mnist --data-dir " + data_dir);
   ASSERT_EQ(f.exit_code, 0) << f.output;
   auto t = testutil::run_command(testutil::cli() + " train --config " + testutil::source_dir() +
-                                 "/configs/moe_mlp_fashion.yaml --set data.dir=" + data_dir + " --set moe.router=" +
+                                 "/configs/moe_mlp_fashion.yaml --set data.dir=" + data_dir + " --set moe.router.kind=" +
                                  router + " --set train.epochs=1 --set train.log_every=1000 --set train.threads=1" +
                                  " --set train.runs_dir=" + (tmp / "runs") + " --name r");
   ASSERT_EQ(t.exit_code, 0) << t.output;

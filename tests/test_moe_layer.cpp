@@ -6,6 +6,7 @@
 #include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/dispatch.h"
 #include "dynamoe/moe/moe_layer.h"
+#include "dynamoe/moe/routers/top_k.h"
 #include "dynamoe/util/error.h"
 
 using namespace dynamoe;
@@ -15,9 +16,9 @@ namespace {
 
 MoELayerOptions layer_options(const std::string& router, const std::string& expert, int64_t E = 4, int64_t D = 6) {
   config::MoEConfig c;
-  c.router = router;
-  c.expert = expert;
-  c.expert_hidden = 5;
+  c.router = router_choice(router);
+  c.experts.kind = expert;
+  c.experts.hidden = 5;
   MoELayerOptions o = dynamoe::models::moe_layer_options(c, D, E);
   return o;
 }
@@ -77,7 +78,7 @@ TEST(MoELayer, SparseEqualsNaiveLoopForEveryRouterAndExpert) {
 TEST(MoELayer, OneExpertTopOneEqualsDenseFFN) {
   torch::manual_seed(12);
   MoELayerOptions o = layer_options("top_k", "ffn", /*E=*/1);
-  o.router_options.k = 1;
+  o.router.as_mutable<TopKOptions>().k = 1;
   MoELayer layer(o);
   at::Tensor x = torch::randn({10, 6});
   at::Tensor y = layer->forward(x).y;
@@ -96,7 +97,7 @@ TEST(MoELayer, DroplessDropsNothingAndCapacityDropsExactly) {
   EXPECT_EQ(a.stats.dropped, 0);
   EXPECT_EQ(a.routing.mask.sum().item<int64_t>(), 64 * 2);
 
-  o.router_options.capacity_factor = 0.5;  // C = ceil(0.5 * 64 * 2 / 4) = 16
+  o.capacity_factor = 0.5;  // C = ceil(0.5 * 64 * 2 / 4) = 16
   MoELayer capped(o);
   {
     torch::NoGradGuard ng;
@@ -189,7 +190,7 @@ TEST(MoELayer, MixedKindsAndSharedExpertsRun) {
 TEST(MoELayer, BiasBalancingMovesTowardsBalance) {
   torch::manual_seed(17);
   MoELayerOptions o = layer_options("top_k", "ffn", /*E=*/4);
-  o.router_options.k = 1;
+  o.router.as_mutable<TopKOptions>().k = 1;
   o.bias_balancing = true;
   o.bias_gamma = 0.1;
   MoELayer layer(o);

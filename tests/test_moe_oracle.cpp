@@ -16,18 +16,31 @@ struct OracleCase {
   std::string name, moe_yaml, extra_args;
 };
 
+// Each case's moe group; every case also has layers: {e_max: 6} and, unless it sets its own,
+// experts: {hidden: 16} and losses: {load_balance: 0.01, z_loss: 0.001, entropy: 0.0001}.
 const OracleCase kCases[] = {
-    {"top_k", "router: top_k\n", ""},
-    {"top_k_raw_swiglu", "router: top_k\n  top_k_normalize: false\n  expert: swiglu\n", ""},
-    {"top_p", "router: top_p\n", ""},
-    {"tsallis_hybrid", "router: tsallis_hybrid\n  tsallis: 1.0\n", ""},
-    {"dynamoe_eval", "router: dynamoe\n", " --k-max 2"},
-    {"quadratic_polynomial", "router: top_k\n  gate: quadratic_polynomial\n", ""},
-    {"quadratic_monomial", "router: top_p\n  gate: quadratic_monomial\n", ""},
-    {"expert_choice_mlp_gate", "router: expert_choice\n  gate: mlp\n", ""},
-    {"threshold_moepp_shared", "router: threshold\n  n_zero: 1\n  n_copy: 1\n  n_constant: 1\n  n_shared: 1\n", ""},
-    {"top_k_capacity", "router: top_k\n  capacity_factor: 0.5\n", ""},
+    {"top_k", "router: {kind: top_k}\n", ""},
+    {"top_k_raw_swiglu", "router: {kind: top_k, normalize: false}\n  experts: {kind: swiglu, hidden: 16}\n", ""},
+    {"top_p", "router: {kind: top_p}\n", ""},
+    {"tsallis_hybrid",
+     "router: {kind: tsallis_hybrid}\n  losses: {load_balance: 0.01, z_loss: 0.001, entropy: 0.0001, tsallis: 1.0}\n",
+     ""},
+    {"dynamoe_eval", "router: {kind: dynamoe}\n", " --k-max 2"},
+    {"quadratic_polynomial", "router: {kind: top_k}\n  gate: {kind: quadratic_polynomial}\n", ""},
+    {"quadratic_monomial", "router: {kind: top_p}\n  gate: {kind: quadratic_monomial}\n", ""},
+    {"expert_choice_mlp_gate", "router: {kind: expert_choice}\n  gate: {kind: mlp}\n", ""},
+    {"threshold_moepp_shared",
+     "router: {kind: threshold}\n  experts: {hidden: 16, n_zero: 1, n_copy: 1, n_constant: 1, n_shared: 1}\n", ""},
+    {"top_k_capacity", "router: {kind: top_k}\n  capacity_factor: 0.5\n", ""},
 };
+
+/// The layer config of a case: its moe group plus the common groups it does not set.
+std::string layer_yaml(const OracleCase& c) {
+  std::string y = "moe:\n  layers: {e_max: 6}\n  " + c.moe_yaml;
+  if (c.moe_yaml.find("experts:") == std::string::npos) y += "  experts: {hidden: 16}\n";
+  if (c.moe_yaml.find("losses:") == std::string::npos) y += "  losses: {load_balance: 0.01, z_loss: 0.001, entropy: 0.0001}\n";
+  return y;
+}
 
 void PrintTo(const OracleCase& c, std::ostream* os) { *os << c.name; }
 
@@ -38,8 +51,7 @@ class MoEOracle : public ::testing::TestWithParam<OracleCase> {};
 TEST_P(MoEOracle, MoEApplyMatchesIndependentTorchImplementation) {
   const OracleCase& c = GetParam();
   testutil::TempDir tmp;
-  write_file_atomic(tmp / "layer.yaml", "moe:\n  e_max: 6\n  expert_hidden: 16\n  load_balance: 0.01\n  z_loss: 0.001\n"
-                                        "  entropy: 0.0001\n  " + c.moe_yaml);
+  write_file_atomic(tmp / "layer.yaml", layer_yaml(c));
   torch::manual_seed(21);
   io::save_safetensors(tmp / "x.safetensors", {{"x", torch::randn({16, 8})}});
   io::save_safetensors(tmp / "g.safetensors", {{"grad_y", torch::randn({16, 8})}});
@@ -66,13 +78,13 @@ INSTANTIATE_TEST_SUITE_P(Cases, MoEOracle, ::testing::ValuesIn(kCases),
 
 TEST(MoEApply, BadInputsAreClearErrors) {
   testutil::TempDir tmp;
-  write_file_atomic(tmp / "layer.yaml", "moe:\n  router: top_kk\n");
+  write_file_atomic(tmp / "layer.yaml", "moe:\n  router: {kind: top_kk}\n");
   io::save_safetensors(tmp / "x.safetensors", {{"x", torch::randn({4, 3})}});
   auto r = testutil::run_command(testutil::cli() + " moe-apply --config " + (tmp / "layer.yaml") + " --input " +
                                  (tmp / "x.safetensors") + " --out " + (tmp / "o.safetensors"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("moe.router = 'top_kk' is not one of"), std::string::npos) << r.output;
-  write_file_atomic(tmp / "layer.yaml", "moe:\n  router: top_k\n");
+  EXPECT_NE(r.output.find("moe.router.kind = 'top_kk' is not one of"), std::string::npos) << r.output;
+  write_file_atomic(tmp / "layer.yaml", "moe:\n  router: {kind: top_k}\n");
   io::save_safetensors(tmp / "bad.safetensors", {{"y", torch::randn({4, 3})}});
   r = testutil::run_command(testutil::cli() + " moe-apply --config " + (tmp / "layer.yaml") + " --input " +
                             (tmp / "bad.safetensors") + " --out " + (tmp / "o.safetensors"));

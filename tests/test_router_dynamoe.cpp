@@ -15,7 +15,7 @@
 namespace {
 
 using dynamoe::moe::RouterContext;
-using dynamoe::moe::RouterOptions;
+using RouterOptions = dynamoe::moe::DynamoeOptions;
 using dynamoe::moe::Routing;
 using dynamoe::moe::functional::dynamoe_route;
 
@@ -43,7 +43,7 @@ TEST(DynamoeRouter, HandComputedMedianThreshold) {
 
   // tau = .25: position .75 between .1 and .2 -> t = .175 -> S = {1, 2, 3}
   RouterOptions opt;
-  opt.dynamoe_tau = 0.25;
+  opt.tau = 0.25;
   r = dynamoe_route(logits_for_g({0.1, 0.4, 0.2, 0.3}, 1, 4), opt, RouterContext{});
   EXPECT_TRUE(r.mask.equal(bools({0, 1, 1, 1}, 1, 4))) << r.mask;
   const double den = std::exp(0.4) + std::exp(0.2) + std::exp(0.3);
@@ -56,7 +56,7 @@ TEST(DynamoeRouter, EmptySetFallsBackToArgmaxAndKMaxKeepsTheLargest) {
   EXPECT_TRUE(at::allclose(r.weights, r.mask.to(at::kFloat)));
 
   RouterOptions opt;
-  opt.dynamoe_tau = 0.0;  // t = min g: every expert but the smallest
+  opt.tau = 0.0;  // t = min g: every expert but the smallest
   RouterContext ctx;
   ctx.k_max = 2;
   r = dynamoe_route(logits_for_g({0.1, 0.4, 0.2, 0.3}, 1, 4), opt, ctx);
@@ -83,7 +83,7 @@ TEST(DynamoeRouter, ThresholdIsTheTorchQuantileOfEachRow) {
     for (double tau : {0.1, 0.3, 0.5, 0.75, 0.9}) {
       at::Tensor z = at::randn({n, e}, at::kDouble);
       RouterOptions opt;
-      opt.dynamoe_tau = tau;
+      opt.tau = tau;
       Routing r = dynamoe_route(z, opt, RouterContext{});
       at::Tensor q = at::quantile(r.probs, tau, /*dim=*/-1, /*keepdim=*/true);  // [N, 1]
       at::Tensor above = r.probs > q;
@@ -127,7 +127,7 @@ TEST(DynamoeRouter, TrainingAddsSeededGaussianNoiseAndEvaluationDoesNot) {
   EXPECT_FALSE(c.mask.equal(a.mask));
 
   RouterOptions quiet;
-  quiet.dynamoe_sigma = 0.0;
+  quiet.sigma = 0.0;
   EXPECT_TRUE(dynamoe_route(z, quiet, ctx).probs.equal(clean));
 }
 

@@ -14,7 +14,7 @@
 namespace {
 
 using dynamoe::moe::RouterContext;
-using dynamoe::moe::RouterOptions;
+using RouterOptions = dynamoe::moe::ExpertChoiceOptions;
 using dynamoe::moe::Routing;
 using dynamoe::moe::functional::expert_choice_capacity;
 using dynamoe::moe::functional::expert_choice_route;
@@ -29,13 +29,13 @@ TEST(ExpertChoiceRouter, CapacityFormula) {
   EXPECT_EQ(expert_choice_capacity(opt, 8, 4), 4);  // 1 * 8 * 2 / 4
   opt.k = 1;
   EXPECT_EQ(expert_choice_capacity(opt, 10, 4), 3);  // 2.5 -> 3
-  opt.expert_choice_capacity = 1.1;
+  opt.capacity = 1.1;
   EXPECT_EQ(expert_choice_capacity(opt, 10, 11), 1);  // 1.0000000000000002 in doubles
-  opt.expert_choice_capacity = 0.01;
+  opt.capacity = 0.01;
   EXPECT_EQ(expert_choice_capacity(opt, 10, 4), 1);  // at least 1
-  opt.expert_choice_capacity = 100;
+  opt.capacity = 100;
   EXPECT_EQ(expert_choice_capacity(opt, 10, 4), 10);  // at most N
-  opt.expert_choice_capacity = 0;
+  opt.capacity = 0;
   EXPECT_THROW(expert_choice_capacity(opt, 10, 4), dynamoe::Error);
 }
 
@@ -58,7 +58,7 @@ TEST(ExpertChoiceRouter, HandComputedChoices) {
   EXPECT_TRUE(r.mask.equal(bools({1, 1, 0, 0, 0, 1, 1, 1, 1}, 3, 3))) << r.mask;  // token 2 gets all three
   EXPECT_TRUE(at::allclose(r.weights, table({0.5, 0.4, 0, 0, 0, 0.6, 0.4, 0.35, 0.25}, 3, 3))) << r.weights;
 
-  opt.expert_choice_capacity = 5;  // C clamped to N: every pair
+  opt.capacity = 5;  // C clamped to N: every pair
   r = expert_choice_route(z, opt, RouterContext{});
   EXPECT_TRUE(r.mask.all().item<bool>());
   EXPECT_TRUE(at::allclose(r.weights, r.probs));

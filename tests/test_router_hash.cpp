@@ -14,7 +14,7 @@
 namespace {
 
 using dynamoe::moe::RouterContext;
-using dynamoe::moe::RouterOptions;
+using RouterOptions = dynamoe::moe::HashOptions;
 using dynamoe::moe::Routing;
 using dynamoe::moe::functional::hash_route;
 using dynamoe::moe::functional::splitmix64;

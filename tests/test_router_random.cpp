@@ -14,7 +14,7 @@
 namespace {
 
 using dynamoe::moe::RouterContext;
-using dynamoe::moe::RouterOptions;
+using RouterOptions = dynamoe::moe::RandomOptions;
 using dynamoe::moe::Routing;
 using dynamoe::moe::functional::random_route;
 

@@ -12,7 +12,7 @@
 namespace {
 
 using dynamoe::moe::RouterContext;
-using dynamoe::moe::RouterOptions;
+using RouterOptions = dynamoe::moe::ThresholdOptions;
 using dynamoe::moe::Routing;
 using dynamoe::moe::functional::threshold_route;
 
@@ -41,7 +41,7 @@ TEST(ThresholdRouter, HandComputedSetsAndTheArgmaxFallback) {
   EXPECT_TRUE(at::allclose(r.weights, table({0, 0.5, 0, 0, 0.3, 0, 0, 0}, 2, 4))) << r.weights;
 
   opt.theta = 0.28;
-  opt.threshold_normalize = true;
+  opt.normalize = true;
   r = threshold_route(z, opt, RouterContext{});
   EXPECT_TRUE(at::allclose(r.weights, table({0, 0.5 / 0.8, 0, 0.3 / 0.8, 1, 0, 0, 0}, 2, 4))) << r.weights;
 }
@@ -95,7 +95,7 @@ TEST(ThresholdRouter, GradientsMatchCentralDifferences) {
   for (bool normalize : {false, true}) {
     RouterOptions opt;
     opt.theta = 0.12;
-    opt.threshold_normalize = normalize;
+    opt.normalize = normalize;
     auto fn = [&](const std::vector<at::Tensor>& in) { return threshold_route(in[0], opt, RouterContext{}).weights; };
     auto gc = dynamoe::testutil::gradcheck(fn, {z});
     EXPECT_TRUE(gc.ok(1e-7, 1e-5)) << gc.summary();

@@ -16,7 +16,7 @@
 namespace {
 
 using dynamoe::moe::RouterContext;
-using dynamoe::moe::RouterOptions;
+using RouterOptions = dynamoe::moe::TopKOptions;
 using dynamoe::moe::Routing;
 using dynamoe::moe::functional::top_k_route;
 
@@ -44,7 +44,7 @@ TEST(TopKRouter, HandComputedNormalizedAndRaw) {
   EXPECT_TRUE(r.logits.equal(z));
   EXPECT_EQ(r.assignments_before_capacity, 4);
 
-  opt.top_k_normalize = false;
+  opt.normalize = false;
   r = top_k_route(z, opt, RouterContext{});
   EXPECT_TRUE(at::allclose(r.weights, table({0, 0.4, 0, 0.3, 0.25, 0, 0.6, 0}, 2, 4))) << r.weights;
 
@@ -95,7 +95,7 @@ TEST(TopKRouter, TemperatureScalesTheProbabilities) {
   RouterOptions opt;
   opt.k = 1;
   opt.temperature = 2.0;
-  opt.top_k_normalize = false;
+  opt.normalize = false;
   Routing r = top_k_route(z, opt, RouterContext{});
   const double denom = std::exp(1.0) + 1.0 + std::exp(-0.5);
   EXPECT_NEAR(r.weights[0][0].item<double>(), std::exp(1.0) / denom, 1e-12);
@@ -113,7 +113,7 @@ TEST(TopKRouter, SelectionBiasChangesTheSetButNotTheWeightFormula) {
   // weights from the UNBIASED p: 0.1 and 0.4, normalised over the set
   EXPECT_TRUE(at::allclose(r.weights, table({0.2, 0.8, 0, 0}, 1, 4))) << r.weights;
   EXPECT_TRUE(at::allclose(r.probs, z.exp()));
-  opt.top_k_normalize = false;
+  opt.normalize = false;
   r = top_k_route(z, opt, ctx);
   EXPECT_TRUE(at::allclose(r.weights, table({0.1, 0.4, 0, 0}, 1, 4))) << r.weights;
   ctx.selection_bias = at::zeros({3}, at::kDouble);
@@ -127,7 +127,7 @@ TEST(TopKRouter, GradientsMatchCentralDifferences) {
     for (int64_t k : {1, 2, 4}) {
       RouterOptions opt;
       opt.k = k;
-      opt.top_k_normalize = normalize;
+      opt.normalize = normalize;
       opt.temperature = 0.7;
       auto fn = [&](const std::vector<at::Tensor>& in) { return top_k_route(in[0], opt, RouterContext{}).weights; };
       auto gc = dynamoe::testutil::gradcheck(fn, {z});

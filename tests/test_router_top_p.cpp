@@ -14,7 +14,7 @@
 namespace {
 
 using dynamoe::moe::RouterContext;
-using dynamoe::moe::RouterOptions;
+using RouterOptions = dynamoe::moe::TopPOptions;
 using dynamoe::moe::Routing;
 using dynamoe::moe::functional::top_p_route;
 
@@ -27,7 +27,7 @@ at::Tensor bools(const std::vector<int>& v, int64_t n, int64_t e) {
 const std::vector<double> kP = {0.1, 0.4, 0.2, 0.3};
 
 Routing run(double top_p, RouterOptions opt = RouterOptions{}, RouterContext ctx = RouterContext{}) {
-  opt.top_p = top_p;
+  opt.p = top_p;
   return top_p_route(table(kP, 1, 4).log(), opt, ctx);
 }
 
@@ -44,27 +44,27 @@ TEST(TopPRouter, IncludesTheExpertThatCrossesP) {
 
 TEST(TopPRouter, NormalizeOption) {
   RouterOptions opt;
-  opt.top_p_normalize = true;
+  opt.normalize = true;
   Routing r = run(0.75, opt);
   EXPECT_TRUE(at::allclose(r.weights, table({0, 0.4 / 0.9, 0.2 / 0.9, 0.3 / 0.9}, 1, 4))) << r.weights;
 }
 
 TEST(TopPRouter, ClampsTheSetSizeKeepingTheLargest) {
   RouterOptions opt;
-  opt.top_p_min_k = 2;
+  opt.min_k = 2;
   EXPECT_TRUE(run(0.3, opt).mask.equal(bools({0, 1, 0, 1}, 1, 4)));
   opt = RouterOptions{};
-  opt.top_p_max_k = 1;
+  opt.max_k = 1;
   EXPECT_TRUE(run(0.75, opt).mask.equal(bools({0, 1, 0, 0}, 1, 4)));
   RouterContext ctx;
   ctx.k_max = 2;
   EXPECT_TRUE(run(0.95, RouterOptions{}, ctx).mask.equal(bools({0, 1, 0, 1}, 1, 4)));
   opt = RouterOptions{};
-  opt.top_p_max_k = 3;
+  opt.max_k = 3;
   ctx.k_max = 5;  // the smaller cap wins
   EXPECT_TRUE(run(0.95, opt, ctx).mask.equal(bools({0, 1, 1, 1}, 1, 4)));
-  opt.top_p_min_k = 4;  // min above max: max wins
-  opt.top_p_max_k = 2;
+  opt.min_k = 4;  // min above max: max wins
+  opt.max_k = 2;
   EXPECT_TRUE(run(0.3, opt).mask.equal(bools({0, 1, 0, 1}, 1, 4)));
 }
 
@@ -74,7 +74,7 @@ TEST(TopPRouter, MatchesANaivePerTokenLoop) {
   at::Tensor z = at::randn({n, e}, at::kDouble) * 1.5;
   for (double top_p : {0.2, 0.4, 0.6, 0.9}) {
     RouterOptions opt;
-    opt.top_p = top_p;
+    opt.p = top_p;
     opt.temperature = 1.3;
     Routing r = top_p_route(z, opt, RouterContext{});
     at::Tensor p = at::softmax(z / 1.3, -1);
@@ -114,8 +114,8 @@ TEST(TopPRouter, GradientsMatchCentralDifferences) {
                      .log();
   for (bool normalize : {false, true}) {
     RouterOptions opt;
-    opt.top_p = 0.55;
-    opt.top_p_normalize = normalize;
+    opt.p = 0.55;
+    opt.normalize = normalize;
     auto fn = [&](const std::vector<at::Tensor>& in) { return top_p_route(in[0], opt, RouterContext{}).weights; };
     auto gc = dynamoe::testutil::gradcheck(fn, {z});
     EXPECT_TRUE(gc.ok(1e-7, 1e-5)) << gc.summary();

@@ -14,7 +14,7 @@
 namespace {
 
 using dynamoe::moe::RouterContext;
-using dynamoe::moe::RouterOptions;
+using RouterOptions = dynamoe::moe::TsallisHybridOptions;
 using dynamoe::moe::Routing;
 using dynamoe::moe::functional::tsallis_hybrid_route;
 
@@ -47,30 +47,30 @@ TEST(TsallisHybridRouter, HandComputedDefaults) {
 
 TEST(TsallisHybridRouter, TheExpertCrossingTopPIsNotIncluded) {
   RouterOptions opt;
-  opt.tsallis_keep_top_k = 1;
-  opt.tsallis_top_p = 0.85;  // token 0: .8 <= .85 < .9 -> {1} only (the top_p router would add expert 2)
+  opt.keep_top_k = 1;
+  opt.p = 0.85;  // token 0: .8 <= .85 < .9 -> {1} only (the top_p router would add expert 2)
   Routing r = run(opt);
   EXPECT_TRUE(r.mask[0].equal(bools({0, 1, 0, 0}, 1, 4)[0])) << r.mask;
-  opt.tsallis_top_p = 0.92;  // .9 <= .92 -> {1, 2}
+  opt.p = 0.92;  // .9 <= .92 -> {1, 2}
   r = run(opt);
   EXPECT_TRUE(r.mask[0].equal(bools({0, 1, 1, 0}, 1, 4)[0])) << r.mask;
-  opt.tsallis_keep_top_k = 3;
-  opt.tsallis_top_p = 0.5;  // the floor alone: the 3 largest (tie .05/.05 -> lower index)
+  opt.keep_top_k = 3;
+  opt.p = 0.5;  // the floor alone: the 3 largest (tie .05/.05 -> lower index)
   r = run(opt);
   EXPECT_TRUE(r.mask[0].equal(bools({1, 1, 1, 0}, 1, 4)[0])) << r.mask;
 }
 
 TEST(TsallisHybridRouter, BroadcastIsSkippedForThresholdOneOrQAtMostZero) {
   RouterOptions opt;
-  opt.tsallis_threshold = 1.0;
+  opt.threshold = 1.0;
   EXPECT_TRUE(run(opt).mask[2].equal(bools({1, 1, 0, 0}, 1, 4)[0]));  // cumsum .3 .56 .8: {0, 1}
   opt = RouterOptions{};
-  opt.tsallis_q = 0.0;  // H_norm = 1 for every token, but no broadcast
+  opt.q = 0.0;  // H_norm = 1 for every token, but no broadcast
   Routing r = run(opt);
   EXPECT_TRUE(at::allclose(r.h_norm, at::ones({3}, at::kDouble)));
   EXPECT_TRUE(r.mask.equal(bools({0, 1, 1, 0, 1, 1, 0, 0, 1, 1, 0, 0}, 3, 4))) << r.mask;
   opt = RouterOptions{};
-  opt.tsallis_threshold = 0.6;  // tokens 1 and 2 now broadcast
+  opt.threshold = 0.6;  // tokens 1 and 2 now broadcast
   EXPECT_TRUE(run(opt).mask.equal(bools({0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1}, 3, 4)));
 }
 
@@ -94,13 +94,13 @@ TEST(TsallisHybridRouter, HNormMatchesTheDirectFormula) {
     at::Tensor z = at::randn({n, e}, at::kDouble) * 2;
     for (double q : {1.1, 1.0, 2.0, 0.5}) {
       RouterOptions opt;
-      opt.tsallis_q = q;
+      opt.q = q;
       Routing r = tsallis_hybrid_route(z, opt, RouterContext{});
       for (int64_t t = 0; t < n; ++t) {
         std::vector<double> p(e);
         for (int64_t i = 0; i < e; ++i) p[i] = r.probs[t][i].item<double>();
-        EXPECT_NEAR(r.h_norm[t].item<double>(), direct_h_norm(p, q, opt.tsallis_eps), 1e-12) << "q " << q;
-        const bool broadcast = r.h_norm[t].item<double>() > opt.tsallis_threshold;
+        EXPECT_NEAR(r.h_norm[t].item<double>(), direct_h_norm(p, q, opt.eps), 1e-12) << "q " << q;
+        const bool broadcast = r.h_norm[t].item<double>() > opt.threshold;
         if (broadcast) {
           EXPECT_TRUE(r.mask[t].all().item<bool>());
         }
@@ -109,7 +109,7 @@ TEST(TsallisHybridRouter, HNormMatchesTheDirectFormula) {
   }
   // uniform probabilities: Shannon H_norm is exactly 1
   RouterOptions opt;
-  opt.tsallis_q = 1.0;
+  opt.q = 1.0;
   EXPECT_NEAR(tsallis_hybrid_route(at::zeros({1, 6}, at::kDouble), opt, RouterContext{}).h_norm.item<double>(), 1.0, 1e-12);
   // one expert: H_norm = 0, that expert active with weight 1
   Routing one = tsallis_hybrid_route(at::zeros({2, 1}, at::kFloat), RouterOptions{}, RouterContext{});
@@ -136,7 +136,7 @@ TEST(TsallisHybridRouter, GradientsOfWeightsAndHNormMatchCentralDifferences) {
                      .log();
   for (double q : {1.1, 1.0, 2.0}) {
     RouterOptions opt;
-    opt.tsallis_q = q;
+    opt.q = q;
     auto fn = [&](const std::vector<at::Tensor>& in) {
       Routing r = tsallis_hybrid_route(in[0], opt, RouterContext{});
       return at::cat({r.weights.flatten(), r.h_norm});

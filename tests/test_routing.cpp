@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dynamoe/moe/routers/top_k.h"
 #include "dynamoe/moe/routing.h"
 #include "dynamoe/util/error.h"
 #include "gradcheck.h"
@@ -21,7 +22,7 @@ using dynamoe::moe::route;
 using dynamoe::moe::router_is_causal;
 using dynamoe::moe::router_names;
 using dynamoe::moe::RouterContext;
-using dynamoe::moe::RouterOptions;
+using dynamoe::moe::router_choice;
 using dynamoe::moe::Routing;
 
 TEST(RouterRegistry, HasExactlyTheBuiltInRoutersSorted) {
@@ -33,7 +34,7 @@ TEST(RouterRegistry, HasExactlyTheBuiltInRoutersSorted) {
 TEST(RouterRegistry, UnknownNameIsAConfigErrorListingEveryValidName) {
   const at::Tensor z = at::zeros({2, 3});
   try {
-    route("top_q", z, RouterOptions{}, RouterContext{});
+    route("top_q", z, dynamoe::NoOptions{}, RouterContext{});
     FAIL() << "expected a ConfigError";
   } catch (const dynamoe::ConfigError& e) {
     const std::string msg = e.what();
@@ -44,11 +45,9 @@ TEST(RouterRegistry, UnknownNameIsAConfigErrorListingEveryValidName) {
 }
 
 TEST(RouterRegistry, RegisteringATakenNameIsAnError) {
-  auto fn = [](const at::Tensor& z, const RouterOptions& opt, const RouterContext& ctx) {
-    return route("random", z, opt, ctx);
-  };
-  EXPECT_THROW(dynamoe::moe::register_router("top_k", fn, {}), dynamoe::Error);
-  EXPECT_THROW(dynamoe::moe::register_router("", fn, {}), dynamoe::Error);
+  const auto kind = dynamoe::moe::router_registry().at("random");
+  EXPECT_THROW(dynamoe::moe::router_registry().add("top_k", kind), dynamoe::Error);
+  EXPECT_THROW(dynamoe::moe::router_registry().add("", kind), dynamoe::Error);
   EXPECT_EQ(router_names().size(), 8u);
 }
 
@@ -67,9 +66,9 @@ TEST(RouterRegistry, BadLogitsAreErrors) {
   for (const std::string& name : router_names()) {
     RouterContext ctx;
     ctx.token_ids = at::arange(4, at::kLong);
-    EXPECT_THROW(route(name, at::zeros({4}), RouterOptions{}, ctx), dynamoe::Error) << name;
-    EXPECT_THROW(route(name, at::zeros({4, 0}), RouterOptions{}, ctx), dynamoe::Error) << name;
-    EXPECT_THROW(route(name, at::zeros({4, 3}, at::kLong), RouterOptions{}, ctx), dynamoe::Error) << name;
+    EXPECT_THROW(route(name, at::zeros({4}), router_choice(name).options(), ctx), dynamoe::Error) << name;
+    EXPECT_THROW(route(name, at::zeros({4, 0}), router_choice(name).options(), ctx), dynamoe::Error) << name;
+    EXPECT_THROW(route(name, at::zeros({4, 3}, at::kLong), router_choice(name).options(), ctx), dynamoe::Error) << name;
   }
 }
 
@@ -90,7 +89,7 @@ TEST(RouterRegistry, EveryRouterSatisfiesTheGenericInvariants) {
           ctx.training = training;
           ctx.token_ids = at::arange(n, at::kLong) * 7 + 3;
           ctx.generator = at::make_generator<at::CPUGeneratorImpl>(42);
-          Routing r = route(name, z, RouterOptions{}, ctx);
+          Routing r = route(name, z, router_choice(name).options(), ctx);
 
           ASSERT_TRUE(r.weights.defined() && r.mask.defined() && r.probs.defined() && r.logits.defined());
           EXPECT_EQ(r.weights.sizes(), z.sizes());
@@ -113,7 +112,7 @@ TEST(RouterRegistry, EveryRouterSatisfiesTheGenericInvariants) {
 
           // Same inputs and the same generator seed: the same decision.
           ctx.generator = at::make_generator<at::CPUGeneratorImpl>(42);
-          Routing again = route(name, z, RouterOptions{}, ctx);
+          Routing again = route(name, z, router_choice(name).options(), ctx);
           EXPECT_TRUE(again.mask.equal(r.mask));
           EXPECT_TRUE(again.weights.equal(r.weights));
         }
@@ -207,7 +206,7 @@ TEST(Capacity, DroplessAndFullCapacityDropNothing) {
   at::manual_seed(3);
   for (const char* name : {"top_k", "top_p", "threshold", "dynamoe", "tsallis_hybrid"}) {
     at::Tensor z = at::randn({64, 4}, at::kDouble) * 3;
-    Routing r = route(name, z, RouterOptions{}, RouterContext{});
+    Routing r = route(name, z, router_choice(name).options(), RouterContext{});
     Routing before = r;
     const double k_mean = static_cast<double>(r.assignments_before_capacity) / 64.0;
     apply_capacity(r, capacity_for(0.0, 64, k_mean, 4));  // dropless
@@ -223,7 +222,7 @@ TEST(Capacity, DroplessAndFullCapacityDropNothing) {
 TEST(Capacity, MatchesANaivePerExpertLoop) {
   at::manual_seed(11);
   at::Tensor z = at::randn({40, 5}, at::kDouble);
-  RouterOptions opt;
+  dynamoe::moe::TopKOptions opt;
   opt.k = 2;
   Routing r = route("top_k", z, opt, RouterContext{});
   Routing naive = r;
@@ -250,7 +249,7 @@ TEST(Capacity, MatchesANaivePerExpertLoop) {
 
 TEST(Capacity, KeptWeightsStayDifferentiable) {
   at::Tensor z = at::randn({8, 4}, at::kDouble).requires_grad_(true);
-  Routing r = route("top_k", z, RouterOptions{}, RouterContext{});
+  Routing r = route("top_k", z, router_choice("top_k").options(), RouterContext{});
   apply_capacity(r, 2);
   ASSERT_TRUE(r.weights.requires_grad());
   r.weights.sum().backward();

@@ -40,7 +40,7 @@ struct Row {
 }  // namespace
 
 TEST(Schedule, Names) {
-  EXPECT_EQ(schedule_names(), (std::vector<std::string>{"uniform", "descending", "ascending", "pyramid", "hourglass", "wave"}));
+  EXPECT_EQ(schedule_names(), (std::vector<std::string>{"ascending", "descending", "hourglass", "pyramid", "uniform", "wave"}));
 }
 
 // e_min = 2, e_max = 8, no total.
@@ -200,7 +200,7 @@ TEST(Schedule, TotalExpertsShareBelowOne) {
 }
 
 TEST(Schedule, Errors) {
-  EXPECT_NE(config_error([] { schedule_experts(opts("spiral"), 4); }).find("valid: uniform, descending, ascending"),
+  EXPECT_NE(config_error([] { schedule_experts(opts("spiral"), 4); }).find("valid: ascending, descending, hourglass, pyramid, uniform, wave"),
             std::string::npos);
   EXPECT_NE(config_error([] { schedule_experts(opts("uniform", 0, 0, 8), 4); }).find("e_min = 0"), std::string::npos);
   EXPECT_NE(config_error([] { schedule_experts(opts("uniform", 0, -3, 8), 4); }).find("e_min = -3"), std::string::npos);

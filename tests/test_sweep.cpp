@@ -26,13 +26,13 @@ namespace {
 
 const char* kGrid = R"(
 name: demo
-base: {model: {kind: moe_mlp, d_model: 16, moe_layers: 2}, moe: {expert_hidden: 8}}
+base: {model: {kind: moe_mlp, d_model: 16, moe_layers: 2}, moe: {experts: {hidden: 8}}}
 set: {train.steps: 10}
 axes:
-  moe.schedule: [uniform, descending]
+  moe.layers.schedule: [uniform, descending]
   router:
-    top_k: {moe.router: top_k, moe.k: 2}
-    dynamoe: {moe: {router: dynamoe}}
+    top_k: {moe.router.kind: top_k, moe.router.k: 2}
+    dynamoe: {moe: {router: {kind: dynamoe}}}
   train.seed: [0, 1]
 exclude:
   - {schedule: descending, router: top_k, seed: 1}
@@ -59,7 +59,7 @@ TEST(SweepSpec, GridIsTheProductOfItsAxesInOrder) {
                              "descending-top_k-seed0", "descending-dynamoe-seed0", "descending-dynamoe-seed1",
                              "dense-seed0", "dense-seed1"}));
   // Overrides: the sweep's set, the grid's set, then each axis in order; nested maps are flattened.
-  EXPECT_EQ(runs[2].overrides, (std::vector<std::string>{"train.steps=10", "moe.schedule=uniform", "moe.router=dynamoe",
+  EXPECT_EQ(runs[2].overrides, (std::vector<std::string>{"train.steps=10", "moe.layers.schedule=uniform", "moe.router.kind=dynamoe",
                                                          "train.seed=0"}));
   EXPECT_EQ(runs[7].overrides, (std::vector<std::string>{"train.steps=10", "model.kind=mlp", "model.hidden=[32]",
                                                          "train.seed=0"}));
@@ -69,8 +69,8 @@ TEST(SweepSpec, GridIsTheProductOfItsAxesInOrder) {
   // The configs resolve (base + overrides) and keep each run's values.
   const auto cfgs = sweep::resolve_runs(spec, runs);
   ASSERT_EQ(cfgs.size(), runs.size());
-  EXPECT_EQ(cfgs[5].moe.schedule, "descending");
-  EXPECT_EQ(cfgs[5].moe.router, "dynamoe");
+  EXPECT_EQ(cfgs[5].moe.layers.schedule.kind(), "descending");
+  EXPECT_EQ(cfgs[5].moe.router.kind(), "dynamoe");
   EXPECT_EQ(cfgs[8].model.kind, "mlp");
   EXPECT_EQ(cfgs[8].train.seed, 1);
   EXPECT_EQ(cfgs[8].model.hidden, (std::vector<int64_t>{32}));
@@ -101,27 +101,27 @@ TEST(SweepSpec, MistakesAreOneLineErrorsNamingTheEntry) {
   auto err = [](const std::string& text) { return testutil::config_error([&] { sweep::parse_sweep(text, "s.yaml"); }); };
   std::string m = err("axes: {moe.shedule: [uniform]}\n");
   EXPECT_NE(m.find("moe.shedule"), std::string::npos) << m;
-  EXPECT_NE(m.find("moe.schedule"), std::string::npos) << m;  // the suggestion
+  EXPECT_NE(m.find("moe.layers.schedule"), std::string::npos) << m;  // the suggestion
   EXPECT_NE(m.find("s.yaml:1"), std::string::npos) << m;
   m = err("axes: {size: {small: {model.d_modle: 8}}}\n");
   EXPECT_NE(m.find("model.d_modle"), std::string::npos) << m;
-  m = err("axes: {moe.schedule: [uniform, triangle]}\n");
+  m = err("axes: {moe.layers.schedule: [uniform, triangle]}\n");
   EXPECT_NE(m.find("triangle"), std::string::npos) << m;
-  m = err("axes: {moe.schedule: [uniform]}\nexclude: [{router: top_k}]\n");
+  m = err("axes: {moe.layers.schedule: [uniform]}\nexclude: [{router: top_k}]\n");
   EXPECT_NE(m.find("no axis 'router'"), std::string::npos) << m;
-  m = err("axes: {moe.schedule: [uniform]}\nexclude: [{schedule: wave}]\n");
+  m = err("axes: {moe.layers.schedule: [uniform]}\nexclude: [{schedule: wave}]\n");
   EXPECT_NE(m.find("no value 'wave'"), std::string::npos) << m;
-  m = err("axes: {moe.schedule: [uniform]}\nextra: [{name: x, axes: {router: same}}]\n");
+  m = err("axes: {moe.layers.schedule: [uniform]}\nextra: [{name: x, axes: {router: same}}]\n");
   EXPECT_NE(m.find("'router' is 'same'"), std::string::npos) << m;
-  m = err("axes: {moe.schedule: [uniform]}\nextra: [{name: x}, {name: x}]\n");
+  m = err("axes: {moe.layers.schedule: [uniform]}\nextra: [{name: x}, {name: x}]\n");
   EXPECT_NE(m.find("two extra grids are called 'x'"), std::string::npos) << m;
   m = err("base: nowhere.yaml\n");
   EXPECT_NE(m.find("nowhere.yaml"), std::string::npos) << m;
-  m = err("axis: {moe.schedule: [uniform]}\n");
+  m = err("axis: {moe.layers.schedule: [uniform]}\n");
   EXPECT_NE(m.find("unknown entry 'axis'"), std::string::npos) << m;
   m = err("axes: {size: [1, 2]}\n");
   EXPECT_NE(m.find("must be a config key"), std::string::npos) << m;
-  m = err("axes: {moe.schedule: [uniform]}\nreport: {color: router}\n");
+  m = err("axes: {moe.layers.schedule: [uniform]}\nreport: {color: router}\n");
   EXPECT_NE(m.find("'router' is not an axis"), std::string::npos) << m;
   for (const std::string& msg : {m}) EXPECT_EQ(msg.find('\n'), std::string::npos);
 }
@@ -132,13 +132,13 @@ TEST(SweepSpec, InvalidCellFailsBeforeAnyRunNamingRunAndKey) {
 name: bad
 base: {model: {kind: moe_mlp}}
 axes:
-  moe.e_min: [2, 9]
-  moe.schedule: [uniform]
+  moe.layers.e_min: [2, 9]
+  moe.layers.schedule: [uniform]
 )";
   const sweep::SweepSpec spec = sweep::parse_sweep(text, "bad.yaml");
   const std::string m = testutil::config_error([&] { sweep::resolve_runs(spec, sweep::expand(spec)); });
   EXPECT_NE(m.find("run 'e_min9-uniform'"), std::string::npos) << m;
-  EXPECT_NE(m.find("moe.e_min"), std::string::npos) << m;
+  EXPECT_NE(m.find("moe.layers.e_min"), std::string::npos) << m;
   // The CLI refuses it with exit code 2 and writes nothing.
   testutil::TempDir tmp;
   write_file_atomic(tmp / "bad.yaml", text);
@@ -150,7 +150,7 @@ axes:
 
 TEST(SweepSpec, ModelInfoSplitsExpertParameters) {
   config::Config cfg = config::parse_config("model: {kind: moe_mlp, d_model: 16, moe_layers: 2}\n"
-                                            "moe: {expert_hidden: 8, schedule: descending, e_min: 2, e_max: 4}\n",
+                                            "moe: {experts: {hidden: 8}, layers: {schedule: descending, e_min: 2, e_max: 4}}\n",
                                             "test");
   auto info = sweep::model_info(cfg);
   ASSERT_TRUE(info.has_value());
@@ -174,14 +174,14 @@ std::string tiny_sweep(const std::string& data_dir) {
   return "name: tiny\n"
          "base:\n"
          "  model: {kind: moe_mlp, d_model: 16, moe_layers: 2}\n"
-         "  moe: {expert_hidden: 16, e_min: 2, e_max: 4}\n"
+         "  moe: {experts: {hidden: 16}, layers: {e_min: 2, e_max: 4}}\n"
          "  data: {dataset: fashion-mnist, dir: " + data_dir + ", train_limit: 512, test_limit: 200}\n"
          "  train: {steps: 24, batch_size: 32, eval_every: 12, log_every: 6, warmup_steps: 4, gradnoise_every: 12,\n"
          "          gradnoise_batches: 2}\n"
          "axes:\n"
-         "  moe.schedule: [descending, ascending]\n"
+         "  moe.layers.schedule: [descending, ascending]\n"
          "  router:\n"
-         "    dynamoe: {moe.router: dynamoe}\n"
+         "    dynamoe: {moe.router.kind: dynamoe}\n"
          "  train.seed: [0]\n"
          "extra:\n"
          "  - name: dense\n"

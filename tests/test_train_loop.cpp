@@ -21,7 +21,7 @@ namespace {
 std::string moe_cmd(const testutil::TempDir& tmp, const std::string& name, const std::string& extra) {
   return testutil::cli() + " train --plain --config " + testutil::source_dir() + "/configs/demo.yaml --name " + name +
          " --set data.dataset=idx --set data.path=" + (tmp / "data") + " --set train.runs_dir=" + (tmp / "runs") +
-         " --set model.d_model=16 --set moe.expert_hidden=16 --set train.steps=6 --set train.log_every=2"
+         " --set model.d_model=16 --set moe.experts.hidden=16 --set train.steps=6 --set train.log_every=2"
          " --set train.eval_every=3 --set train.warmup_steps=2 --set train.batch_size=16 --set train.threads=1 " +
          extra;
 }
@@ -55,7 +55,7 @@ TEST(TrainLoop, RoutingEntropyIsANumberForEveryRouterOfAnImageModel) {
   testutil::write_synthetic_idx(tmp / "data", 96, 32);
   for (const std::string& router : moe::router_names()) {
     if (moe::router_traits(router).needs_token_ids) continue;
-    auto r = testutil::run_command(moe_cmd(tmp, router, "--set moe.router=" + router));
+    auto r = testutil::run_command(moe_cmd(tmp, router, "--set moe.router.kind=" + router));
     ASSERT_EQ(r.exit_code, 0) << router << ": " << r.output;
     for (const char* split : {"train", "test"})
       for (const auto& row : rows(tmp / ("runs/" + router), split))
@@ -69,9 +69,9 @@ TEST(TrainLoop, RoutingEntropyIsANumberForEveryRouterOfAnImageModel) {
 TEST(TrainLoop, ARouterThatNeedsTokenIdsIsRefusedBeforeAnythingIsWritten) {
   testutil::TempDir tmp;
   testutil::write_synthetic_idx(tmp / "data", 96, 32);
-  auto r = testutil::run_command(moe_cmd(tmp, "h", "--set moe.router=hash"));
+  auto r = testutil::run_command(moe_cmd(tmp, "h", "--set moe.router.kind=hash"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("moe.router = 'hash' routes by token id"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("moe.router.kind = 'hash' routes by token id"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(tmp / "runs/h"));
 }
 

@@ -22,7 +22,7 @@ int run(const ParsedArgs& a) {
     throw UsageError("dynamoe moe-apply: --weights and --save-weights exclude each other");
   const config::Config cfg = config::load_config(a.get("config"), a.all("set"));
   if (cfg.moe.gate_residual)
-    throw ConfigError("config: moe.gate_residual = true needs a previous layer; moe-apply runs a single layer");
+    throw ConfigError("config: moe.gate.residual = true needs a previous layer; moe-apply runs a single layer");
   const int64_t seed = a.get_int("seed", 0, 0), k_max = a.get_int("k-max", 0, 0);
   const bool training = a.has("train");
 
@@ -42,7 +42,7 @@ int run(const ParsedArgs& a) {
   }
 
   torch::manual_seed(static_cast<uint64_t>(seed));
-  moe::MoELayer layer(models::moe_layer_options(cfg.moe, x_in.size(1), cfg.moe.e_max, k_max));
+  moe::MoELayer layer(models::moe_layer_options(cfg.moe, x_in.size(1), cfg.moe.layers.e_max, k_max));
   layer->to(x_in.scalar_type());
   if (a.has("weights")) io::load_state_dict(*layer, a.get("weights"));
   if (a.has("save-weights")) io::save_safetensors(a.get("save-weights"), io::state_dict(*layer));
@@ -74,14 +74,14 @@ int run(const ParsedArgs& a) {
   std::string kinds;
   for (const auto& e : layer->experts()) kinds += (kinds.empty() ? "" : ",") + e->kind();
   io::save_safetensors(a.get("out"), result,
-                       {{"router", cfg.moe.router},
-                        {"gate", cfg.moe.gate},
+                       {{"router", cfg.moe.router.kind()},
+                        {"gate", cfg.moe.gate.kind()},
                         {"mode", training ? "train" : "eval"},
                         {"seed", std::to_string(seed)},
                         {"k_max", std::to_string(k_max)},
                         {"experts", kinds},
                         {"dropped", std::to_string(r.dropped)}});
-  std::cout << "moe-apply: " << cfg.moe.router << " router, " << cfg.moe.gate << " gate, " << cfg.moe.e_max
+  std::cout << "moe-apply: " << cfg.moe.router.kind() << " router, " << cfg.moe.gate.kind() << " gate, " << cfg.moe.layers.e_max
             << " experts, N=" << x.size(0) << " D=" << x.size(1) << ", " << (training ? "train" : "eval")
             << " mode: mean active experts " << out.stats.active_mean << ", wrote " << a.get("out") << "\n";
   return 0;
@@ -95,7 +95,7 @@ Command moe_apply_command() {
            "dynamoe moe-apply --config LAYER.yaml --input X.safetensors --out OUT.safetensors\n"
            "       [--weights W.safetensors | --save-weights W.safetensors] [--grad-output G.safetensors]\n"
            "       [--train] [--seed S] [--k-max K] [--set KEY=VALUE]...",
-           "The layer is built from the config's moe group with moe.e_max experts. File layouts and\n"
+           "The layer is built from the config's moe group with moe.layers.e_max experts. File layouts and\n"
            "tensor names: docs/moe-apply.md.",
            {{"config", "FILE", "config file; its moe group defines the layer"},
             {"input", "FILE", "safetensors with x [N, D] (and optionally token_ids [N])"},

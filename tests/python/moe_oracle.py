@@ -20,7 +20,7 @@ a mask mismatch is still a failure, but the report says whether it lies on such 
 oracle's own choice, so that the remaining tensors can still be checked after a tie flip.
 
 Readings of docs/methods.md (where a choice is left open, this is the oracle's interpretation):
-  * Temperature: p = softmax(z / T) with T = moe.temperature for top_k, top_p, threshold and
+  * Temperature: p = softmax(z / T) with T = moe.router.temperature for top_k, top_p, threshold and
     expert_choice (as docs/config.md says); tsallis_hybrid uses p = softmax(z) (docs/methods.md
     section 2.5: no T); dynamoe uses g = softmax(z / dynamoe_temperature). `logits` is z before
     any T.
@@ -65,13 +65,13 @@ Readings of docs/methods.md (where a choice is left open, this is the oracle's i
     router's final dense weights and p = the router's probs, as docs/methods.md section 4
     defines p: softmax(z / T) (softmax(z) for tsallis_hybrid; g for dynamoe).
     The out file's loss.tsallis is taken to be the bracket (unweighted) and aux_loss adds
-    moe.tsallis * bracket.
+    moe.losses.tsallis * bracket.
   * aux_loss = sum over the four losses of coef * loss; a loss is "enabled" when coef > 0 and
     must then be present as loss.<name>; any loss.<name> present is compared anyway.
-  * Experts: order = (E - n_constant - n_copy - n_zero) experts of kind moe.expert, then
+  * Experts: order = (E - n_constant - n_copy - n_zero) experts of kind moe.experts.kind, then
     n_constant constant, n_copy copy, n_zero zero. gelu is the exact (erf) gelu. Shared
     experts (weight 1 for every token) take their kind from the weights file (w3 -> swiglu,
-    b1 -> ffn, weight -> linear; normally moe.expert's kind); ffn uses expert_activation.
+    b1 -> ffn, weight -> linear; normally moe.experts.kind's kind); ffn uses expert_activation.
   * Gates: linear z = x W^T (+ b); quadratic z_i = x^T A_i x (+ b_i . x for polynomial) + c_i,
     with gate_rank r > 0: x^T P_i^T Q_i x = (P_i x) . (Q_i x); mlp z = w2 tanh(w1 x), no bias,
     hidden = gate_mlp_mult * E.
@@ -129,16 +129,53 @@ def to_bool(v, key):
     raise OracleError(f"moe.{key}: not a boolean: {v!r}")
 
 
+# The grouped moe keys of a dynamoe config (moe.gate.*, moe.router.*, moe.experts.*, moe.layers.*,
+# moe.losses.*) mapped to this oracle's own flat names; a router option's name depends on the router.
+GROUP_KEYS = {
+    "gate": {"kind": "gate", "bias": "gate_bias", "rank": "gate_rank", "mult": "gate_mlp_mult",
+             "residual": "gate_residual"},
+    "experts": {"kind": "expert", "hidden": "expert_hidden", "activation": "expert_activation", "n_zero": "n_zero",
+                "n_copy": "n_copy", "n_constant": "n_constant", "n_shared": "n_shared"},
+    "layers": {"e_max": "e_max"},
+    "losses": {"load_balance": "load_balance", "z_loss": "z_loss", "entropy": "entropy", "tsallis": "tsallis"},
+}
+ROUTER_KEYS = {
+    "top_k": {"temperature": "temperature", "k": "k", "normalize": "top_k_normalize"},
+    "top_p": {"temperature": "temperature", "p": "top_p", "min_k": "top_p_min_k", "max_k": "top_p_max_k",
+              "normalize": "top_p_normalize"},
+    "threshold": {"temperature": "temperature", "theta": "theta", "normalize": "threshold_normalize"},
+    "dynamoe": {"temperature": "dynamoe_temperature", "sigma": "dynamoe_sigma", "tau": "dynamoe_tau"},
+    "tsallis_hybrid": {"q": "tsallis_q", "p": "tsallis_top_p", "threshold": "tsallis_threshold", "eps": "tsallis_eps",
+                       "keep_top_k": "tsallis_keep_top_k"},
+    "expert_choice": {"temperature": "temperature", "k": "k", "capacity": "expert_choice_capacity"},
+}
+
+
+def flatten_moe(moe):
+    """The grouped moe mapping -> this oracle's flat names (unknown keys are kept as they are)."""
+    flat = {}
+    for k, v in moe.items():
+        if isinstance(v, dict) and k == "router":
+            kind = v.get("kind", "top_k")
+            flat["router"] = kind
+            for rk, rv in v.items():
+                if rk != "kind":
+                    flat[ROUTER_KEYS.get(kind, {}).get(rk, rk)] = rv
+        elif isinstance(v, dict) and k in GROUP_KEYS:
+            for gk, gv in v.items():
+                flat[GROUP_KEYS[k].get(gk, gk)] = gv
+        else:
+            flat[k] = v
+    return flat
+
+
 def load_config(path):
     import yaml
     with open(path) as f:
         doc = yaml.safe_load(f) or {}
     group = {}
     if isinstance(doc.get("moe"), dict):
-        group.update(doc["moe"])
-    for k, v in doc.items():  # tolerate flattened "moe.key: value"
-        if isinstance(k, str) and k.startswith("moe."):
-            group[k[4:]] = v
+        group.update(flatten_moe(doc["moe"]))
     cfg = dict(DEFAULTS)
     raw = {}
     for k, v in group.items():
@@ -167,7 +204,7 @@ def check_supported(cfg):
     if cfg["expert_activation"] not in ACTS:
         raise OracleError(f"expert_activation '{cfg['expert_activation']}' is not supported")
     if cfg["gate_residual"]:
-        raise OracleError("moe.gate_residual is not supported (moe-apply does not support it either)")
+        raise OracleError("moe.gate.residual is not supported (moe-apply does not support it either)")
     if cfg["bias_balancing"]:
         raise OracleError("moe.bias_balancing is not supported by this oracle")
     E = cfg["e_max"]

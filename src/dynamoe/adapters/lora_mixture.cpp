@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dynamoe/moe/routers/top_k.h"
+#include "dynamoe/moe/routers/tsallis_hybrid.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::adapters {
@@ -16,18 +18,21 @@ const std::vector<std::string>& LoraMixtureOptions::preset_names() {
 
 LoraMixtureOptions LoraMixtureOptions::preset(const std::string& name) {
   LoraMixtureOptions o;
-  o.routing.k = 2;
-  o.routing.top_k_normalize = true;
+  moe::TopKOptions top2;
+  top2.k = 2;
+  top2.normalize = true;
+  o.router = kind_choice("top_k", top2);
   if (name == "mola") return o;
   if (name == "mixlora") {
     o.losses.load_balance = 0.01;
     return o;
   }
   if (name == "dynmole") {
-    o.router = "tsallis_hybrid";
+    const moe::TsallisHybridOptions tsallis;  // the router's q and eps are the loss's too
+    o.router = kind_choice("tsallis_hybrid", tsallis);
     o.losses.tsallis = 1.0;
-    o.losses.tsallis_q = o.routing.tsallis_q;
-    o.losses.tsallis_eps = o.routing.tsallis_eps;
+    o.losses.tsallis_q = tsallis.q;
+    o.losses.tsallis_eps = tsallis.eps;
     return o;
   }
   std::string known;
@@ -38,41 +43,76 @@ LoraMixtureOptions LoraMixtureOptions::preset(const std::string& name) {
 void LoraMixtureOptions::validate() const {
   lora.validate();
   if (experts < 2) throw ConfigError(str("lora mixture: experts = ", experts, " must be at least 2"));
-  const auto names = moe::router_names();
-  if (std::find(names.begin(), names.end(), router) == names.end()) {
-    std::string known;
-    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-    throw ConfigError(str("lora mixture: unknown router '", router, "' (known: ", known, ")"));
-  }
-  if (!moe::router_is_causal(router))
-    throw ConfigError(str("lora mixture: router '", router,
+  if (!moe::router_registry().contains(router.kind()))
+    throw ConfigError(str("lora mixture: unknown router '", router.kind(), "' (known: ", moe::router_registry().joined(), ")"));
+  const moe::RouterTraits traits = moe::router_traits(router.kind());
+  if (!traits.causal)
+    throw ConfigError(str("lora mixture: router '", router.kind(),
                           "' chooses tokens across the batch, so a token's output would depend on later tokens; "
                           "use a token-choice router"));
-  if (router == "hash")
-    throw ConfigError("lora mixture: router 'hash' routes by token id, which a projection does not see");
-  if (router == "top_k" && (routing.k < 1 || routing.k > experts))
-    throw ConfigError(str("lora mixture: k = ", routing.k, " must be in [1, ", experts, "]"));
+  if (traits.needs_token_ids)
+    throw ConfigError(str("lora mixture: router '", router.kind(), "' routes by token id, which a projection does not see"));
+  if (router.kind() == "top_k" && (router.as<moe::TopKOptions>().k < 1 || router.as<moe::TopKOptions>().k > experts))
+    throw ConfigError(str("lora mixture: k = ", router.as<moe::TopKOptions>().k, " must be in [1, ", experts, "]"));
   for (const auto& [field, v] : {std::pair{"load_balance", losses.load_balance}, std::pair{"z_loss", losses.z_loss},
                                  std::pair{"entropy", losses.entropy}, std::pair{"tsallis", losses.tsallis}})
     if (!(v >= 0) || !std::isfinite(v))
       throw ConfigError(str("lora mixture: loss coefficient ", field, " = ", v, " must be >= 0"));
 }
 
+namespace {
+
+/// A router's options as a JSON object {name: value}, and back (every field required).
+class ToJson : public OptionVisitor {
+ public:
+  nlohmann::json j = nlohmann::json::object();
+  void flag(const std::string& n, bool& v, const std::string&) override { j[n] = v; }
+  void integer(const std::string& n, int64_t& v, const std::string&, std::optional<double>, std::optional<double>) override {
+    j[n] = v;
+  }
+  void real(const std::string& n, double& v, const std::string&, std::optional<double>, std::optional<double>, bool) override {
+    j[n] = v;
+  }
+  void text(const std::string& n, std::string& v, const std::string&, std::vector<std::string>) override { j[n] = v; }
+};
+
+class FromJson : public OptionVisitor {
+ public:
+  explicit FromJson(nlohmann::json j) : j_(std::move(j)) {}
+  void flag(const std::string& n, bool& v, const std::string&) override { get(n, v); }
+  void integer(const std::string& n, int64_t& v, const std::string&, std::optional<double>, std::optional<double>) override {
+    get(n, v);
+  }
+  void real(const std::string& n, double& v, const std::string&, std::optional<double>, std::optional<double>, bool) override {
+    get(n, v);
+  }
+  void text(const std::string& n, std::string& v, const std::string&, std::vector<std::string>) override { get(n, v); }
+
+ private:
+  template <class T>
+  void get(const std::string& n, T& out) {
+    if (!j_.is_object() || !j_.contains(n)) throw ConfigError(str("lora mixture: field 'routing.", n, "' is missing"));
+    try {
+      out = j_.at(n).get<T>();
+    } catch (const nlohmann::json::exception&) {
+      throw ConfigError(str("lora mixture: field 'routing.", n, "' = ", j_.at(n).dump(), " has the wrong type"));
+    }
+  }
+  nlohmann::json j_;  // a copy: the caller's object may be a temporary
+};
+
+}  // namespace
+
 nlohmann::json LoraMixtureOptions::to_json() const {
-  const auto& r = routing;
+  ToJson routing;
+  KindChoice r = router;
+  r.options().visit(routing);
   return {{"rank", lora.rank()},
           {"alpha", lora.alpha()},
           {"dropout", lora.dropout()},
           {"experts", experts},
-          {"router", router},
-          {"routing",
-           {{"temperature", r.temperature}, {"k", r.k}, {"top_k_normalize", r.top_k_normalize},
-            {"top_p", r.top_p}, {"top_p_min_k", r.top_p_min_k}, {"top_p_max_k", r.top_p_max_k},
-            {"top_p_normalize", r.top_p_normalize}, {"theta", r.theta}, {"threshold_normalize", r.threshold_normalize},
-            {"dynamoe_temperature", r.dynamoe_temperature}, {"dynamoe_sigma", r.dynamoe_sigma},
-            {"dynamoe_tau", r.dynamoe_tau}, {"tsallis_q", r.tsallis_q}, {"tsallis_top_p", r.tsallis_top_p},
-            {"tsallis_keep_top_k", r.tsallis_keep_top_k}, {"tsallis_threshold", r.tsallis_threshold},
-            {"tsallis_eps", r.tsallis_eps}}},
+          {"router", router.kind()},
+          {"routing", routing.j},
           {"losses",
            {{"load_balance", losses.load_balance}, {"z_loss", losses.z_loss}, {"entropy", losses.entropy},
             {"tsallis", losses.tsallis}, {"tsallis_q", losses.tsallis_q}, {"tsallis_eps", losses.tsallis_eps}}}};
@@ -96,26 +136,14 @@ LoraMixtureOptions LoraMixtureOptions::from_json(const nlohmann::json& j) {
   get(j, "", "dropout", dropout);
   o.lora.rank(rank).alpha(alpha).dropout(dropout);
   get(j, "", "experts", o.experts);
-  get(j, "", "router", o.router);
-  const nlohmann::json r = j.value("routing", nlohmann::json()), l = j.value("losses", nlohmann::json());
-  auto& x = o.routing;
-  get(r, "routing", "temperature", x.temperature);
-  get(r, "routing", "k", x.k);
-  get(r, "routing", "top_k_normalize", x.top_k_normalize);
-  get(r, "routing", "top_p", x.top_p);
-  get(r, "routing", "top_p_min_k", x.top_p_min_k);
-  get(r, "routing", "top_p_max_k", x.top_p_max_k);
-  get(r, "routing", "top_p_normalize", x.top_p_normalize);
-  get(r, "routing", "theta", x.theta);
-  get(r, "routing", "threshold_normalize", x.threshold_normalize);
-  get(r, "routing", "dynamoe_temperature", x.dynamoe_temperature);
-  get(r, "routing", "dynamoe_sigma", x.dynamoe_sigma);
-  get(r, "routing", "dynamoe_tau", x.dynamoe_tau);
-  get(r, "routing", "tsallis_q", x.tsallis_q);
-  get(r, "routing", "tsallis_top_p", x.tsallis_top_p);
-  get(r, "routing", "tsallis_keep_top_k", x.tsallis_keep_top_k);
-  get(r, "routing", "tsallis_threshold", x.tsallis_threshold);
-  get(r, "routing", "tsallis_eps", x.tsallis_eps);
+  std::string router;
+  get(j, "", "router", router);
+  if (!moe::router_registry().contains(router))
+    throw ConfigError(str("lora mixture: unknown router '", router, "' (known: ", moe::router_registry().joined(), ")"));
+  o.router = moe::router_choice(router);
+  FromJson routing(j.value("routing", nlohmann::json()));
+  o.router.options().visit(routing);
+  const nlohmann::json l = j.value("losses", nlohmann::json());
   get(l, "losses", "load_balance", o.losses.load_balance);
   get(l, "losses", "z_loss", o.losses.z_loss);
   get(l, "losses", "entropy", o.losses.entropy);
@@ -172,7 +200,7 @@ at::Tensor LoraMixtureImpl::forward(const at::Tensor& x) {
   const at::Tensor logits = at::linear(x2.to(router_weight.scalar_type()), router_weight);  // [N, E]
   moe::RouterContext ctx;
   ctx.training = is_training();
-  moe::Routing routing = moe::route(options_.router, logits, options_.routing, ctx);
+  moe::Routing routing = moe::route(options_.router.kind(), logits, options_.router.options(), ctx);
   const auto& L = options_.losses;
   if (is_training() && (L.load_balance > 0 || L.z_loss > 0 || L.entropy > 0 || L.tsallis > 0))
     aux_loss_ = moe::aux_losses(routing, L).total;

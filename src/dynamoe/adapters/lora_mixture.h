@@ -33,8 +33,7 @@ namespace dynamoe::adapters {
 struct LoraMixtureOptions {
   LoraOptions lora;                 ///< rank, alpha, dropout of every expert
   int64_t experts = 6;
-  std::string router = "top_k";     ///< a causal router of the registry
-  moe::RouterOptions routing;       ///< its options (k = 2, tsallis_* ...)
+  KindChoice router = moe::router_choice("top_k");  ///< a causal router of the registry and its options
   moe::LossCoefficients losses{0, 0, 0, 0};  ///< auxiliary router losses (none by default)
 
   /// mola, mixlora or dynmole (above); anything else is a ConfigError listing them.

@@ -23,6 +23,9 @@
 #include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/grouped_experts.h"
 #include "dynamoe/moe/moe_layer.h"
+#include "dynamoe/moe/routers/dynamoe.h"
+#include "dynamoe/moe/routers/top_k.h"
+#include "dynamoe/moe/routers/top_p.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -72,19 +75,22 @@ Problem make_problem(const std::string& id, int64_t T, int64_t D, int64_t F, int
 moe::MoELayer make_layer(const Problem& p, const std::string& router, const std::string& kernel,
                          const std::string& precision, double top_p = 0.5) {
   config::MoEConfig c;
-  c.gate = "linear";
-  c.gate_bias = false;
-  c.router = router;
-  c.k = p.k;
-  c.top_k_normalize = true;
-  c.top_p = top_p;
-  c.expert = "swiglu";
-  c.expert_hidden = p.F;
-  c.load_balance = 0;
-  c.z_loss = 0;
+  c.router = moe::router_choice(router);
+  if (router == "top_k") {
+    auto& o = c.router.as_mutable<moe::TopKOptions>();
+    o.k = p.k;
+    o.normalize = true;
+  } else if (router == "top_p") {
+    c.router.as_mutable<moe::TopPOptions>().p = top_p;
+  } else if (router == "dynamoe") {
+    c.router.as_mutable<moe::DynamoeOptions>().sigma = 0;
+  }
+  c.experts.kind = "swiglu";
+  c.experts.hidden = p.F;
+  c.losses.load_balance = 0;
+  c.losses.z_loss = 0;
   c.kernel = kernel;
   c.precision = precision;
-  c.dynamoe_sigma = 0;
   moe::MoELayer layer(models::moe_layer_options(c, p.D, p.E));
   torch::NoGradGuard no_grad;
   auto named = layer->named_parameters();

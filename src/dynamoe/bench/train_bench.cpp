@@ -75,8 +75,8 @@ double run_train_bench(const TrainBenchOptions& o, std::ostream& out) {
   const config::Config cfg = config::load_config(o.config, {});
   const std::string data_dir = (fs::path(cfg.data.dir) / cfg.data.dataset).string();
   const fs::path runs = fs::temp_directory_path() / ("dynamoe-e2e-" + std::to_string(getpid()));
-  out << "\n[e2e] training " << o.config << " (" << cfg.model.kind << ", router " << cfg.moe.router << ", schedule "
-      << cfg.moe.schedule << ") on " << data_dir << ": batch " << cfg.train.batch_size << ", " << o.steps
+  out << "\n[e2e] training " << o.config << " (" << cfg.model.kind << ", router " << cfg.moe.router.kind() << ", schedule "
+      << cfg.moe.layers.schedule.kind() << ") on " << data_dir << ": batch " << cfg.train.batch_size << ", " << o.steps
       << " timed steps after " << o.warmup << ", " << o.threads << " threads, runs alternating\n";
   std::vector<double> ours, theirs;
   for (int r = 0; r < o.rounds; ++r) {

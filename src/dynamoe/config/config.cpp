@@ -1,11 +1,142 @@
 #include "dynamoe/config/config.h"
 
-#include <algorithm>
+#include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <functional>
+
+#include "dynamoe/moe/gate.h"
+#include "dynamoe/moe/routing.h"
+#include "dynamoe/moe/schedule.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::config {
+
+namespace {
+
+/// Binds the fields of a kind's options struct to keys under `prefix` ("moe.router.").
+class SchemaBinder : public OptionVisitor {
+ public:
+  /// `section` tags the fields for the reference ("moe.router.kind = top_k").
+  SchemaBinder(Schema& s, std::string prefix, std::string section)
+      : s_(s), prefix_(std::move(prefix)), section_(std::move(section)) {}
+  void flag(const std::string& n, bool& v, const std::string& doc) override {
+    s_.add_bool(prefix_ + n, &v, doc);
+    s_.tag_last(section_);
+  }
+  void integer(const std::string& n, int64_t& v, const std::string& doc, std::optional<double> min,
+               std::optional<double> max) override {
+    s_.add_int(prefix_ + n, &v, doc, min, max);
+    s_.tag_last(section_);
+  }
+  void real(const std::string& n, double& v, const std::string& doc, std::optional<double> min, std::optional<double> max,
+            bool min_exclusive) override {
+    s_.add_float(prefix_ + n, &v, doc, min, max, min_exclusive);
+    s_.tag_last(section_);
+  }
+  void text(const std::string& n, std::string& v, const std::string& doc, std::vector<std::string> choices) override {
+    s_.add_string(prefix_ + n, &v, doc, std::move(choices));
+    s_.tag_last(section_);
+  }
+
+ private:
+  Schema& s_;
+  std::string prefix_, section_;
+};
+
+/// The option names of a kind, for hints ("k, normalize, temperature").
+std::string option_names(KindOptions& o) {
+  Schema tmp;
+  SchemaBinder b(tmp, "", "options");
+  o.visit(b);
+  std::string out;
+  for (const auto& f : tmp.fields()) out += (out.empty() ? "" : ", ") + f.key;
+  return out.empty() ? "none" : out;
+}
+
+/// The kind key of a group and the options of its current kind under the group's prefix.
+void add_kind(Schema& s, const std::string& group, const std::string& kind_key, KindChoice& choice,
+              const std::string& what, std::vector<std::string> names, const std::string& doc) {
+  s.add_string(group + "." + kind_key, &choice.kind_for_schema(), doc, std::move(names));
+  SchemaBinder binder(s, group + ".", group + "." + kind_key + " = " + choice.kind());
+  choice.options().visit(binder);
+  s.add_group_hint(group + ".", str(what, " '", choice.kind(), "' has the options: ", option_names(choice.options())));
+}
+
+/// Keys of the flat moe group before it was grouped, and where each one went.
+const std::vector<std::pair<std::string, std::string>>& renamed_keys() {
+  static const std::vector<std::pair<std::string, std::string>> r = {
+      {"moe.gate", "moe.gate.kind"}, {"moe.gate_bias", "moe.gate.bias"}, {"moe.gate_rank", "moe.gate.rank"},
+      {"moe.gate_mlp_mult", "moe.gate.mult"}, {"moe.gate_residual", "moe.gate.residual"},
+      {"moe.router", "moe.router.kind"}, {"moe.temperature", "moe.router.temperature"}, {"moe.k", "moe.router.k"},
+      {"moe.top_k_normalize", "moe.router.normalize"}, {"moe.top_p", "moe.router.p"},
+      {"moe.top_p_min_k", "moe.router.min_k"}, {"moe.top_p_max_k", "moe.router.max_k"},
+      {"moe.top_p_normalize", "moe.router.normalize"}, {"moe.theta", "moe.router.theta"},
+      {"moe.threshold_normalize", "moe.router.normalize"}, {"moe.dynamoe_temperature", "moe.router.temperature"},
+      {"moe.dynamoe_sigma", "moe.router.sigma"}, {"moe.dynamoe_tau", "moe.router.tau"},
+      {"moe.tsallis_q", "moe.router.q (the router) and moe.losses.tsallis_q (the loss)"},
+      {"moe.tsallis_top_p", "moe.router.p"}, {"moe.tsallis_threshold", "moe.router.threshold"},
+      {"moe.tsallis_eps", "moe.router.eps (the router) and moe.losses.tsallis_eps (the loss)"},
+      {"moe.tsallis_keep_top_k", "moe.router.keep_top_k"}, {"moe.expert_choice_capacity", "moe.router.capacity"},
+      {"moe.expert", "moe.experts.kind"}, {"moe.expert_hidden", "moe.experts.hidden"},
+      {"moe.expert_activation", "moe.experts.activation"}, {"moe.n_zero", "moe.experts.n_zero"},
+      {"moe.n_copy", "moe.experts.n_copy"}, {"moe.n_constant", "moe.experts.n_constant"},
+      {"moe.n_shared", "moe.experts.n_shared"}, {"moe.schedule", "moe.layers.schedule"},
+      {"moe.e_min", "moe.layers.e_min"}, {"moe.e_max", "moe.layers.e_max"},
+      {"moe.total_experts", "moe.layers.total_experts"}, {"moe.wave_frequency", "moe.layers.frequency"},
+      {"moe.schedule_k_max", "moe.layers.k_max"}, {"moe.k_max_min", "moe.layers.k_max_min"},
+      {"moe.k_max_max", "moe.layers.k_max_max"}, {"moe.load_balance", "moe.losses.load_balance"},
+      {"moe.z_loss", "moe.losses.z_loss"}, {"moe.entropy", "moe.losses.entropy"}, {"moe.tsallis", "moe.losses.tsallis"},
+      {"train.schedule", "train.lr_schedule"},
+  };
+  return r;
+}
+
+void add_moe_fields(Schema& s, MoEConfig& moe) {
+  add_kind(s, "moe.gate", "kind", moe.gate, "gate", moe::gate_names(), "gate: x -> logits");
+  s.add_bool("moe.gate.residual", &moe.gate_residual, "gating residual z_l = gate(x) + W_map z_{l-1} (MoE++)");
+  add_kind(s, "moe.router", "kind", moe.router, "router", moe::router_names(),
+           "router: logits -> active experts and weights (its options follow as moe.router.*)");
+  s.add_string("moe.experts.kind", &moe.experts.kind, "kind of the computing experts", {"linear", "ffn", "swiglu"});
+  s.add_int("moe.experts.hidden", &moe.experts.hidden, "hidden width F of ffn / swiglu experts", 1);
+  s.add_string("moe.experts.activation", &moe.experts.activation, "ffn expert activation", {"relu", "gelu", "silu", "tanh"});
+  s.add_int("moe.experts.n_zero", &moe.experts.n_zero, "zero experts per layer (MoE++), part of E_l", 0);
+  s.add_int("moe.experts.n_copy", &moe.experts.n_copy, "copy experts per layer (MoE++), part of E_l", 0);
+  s.add_int("moe.experts.n_constant", &moe.experts.n_constant, "constant experts per layer (MoE++), part of E_l", 0);
+  s.add_int("moe.experts.n_shared", &moe.experts.n_shared, "shared experts per layer (weight 1 for every token)", 0);
+  add_kind(s, "moe.layers", "schedule", moe.layers.schedule, "schedule", moe::schedule_names(),
+           "experts per layer across depth");
+  s.add_int("moe.layers.e_min", &moe.layers.e_min, "schedule: fewest experts in a layer", 1);
+  s.add_int("moe.layers.e_max", &moe.layers.e_max, "schedule: most experts in a layer", 1);
+  s.add_int("moe.layers.total_experts", &moe.layers.total_experts,
+            "schedule: rescale so the layers hold this many in all (0: off)", 0);
+  s.add_bool("moe.layers.k_max", &moe.layers.k_max, "the schedule (same shape) also sets each layer's k_max");
+  s.add_int("moe.layers.k_max_min", &moe.layers.k_max_min, "layers.k_max: smallest k_max", 1);
+  s.add_int("moe.layers.k_max_max", &moe.layers.k_max_max, "layers.k_max: largest k_max", 1);
+  s.add_float("moe.losses.load_balance", &moe.losses.load_balance, "coefficient of the Switch load-balance loss", 0.0);
+  s.add_float("moe.losses.z_loss", &moe.losses.z_loss, "coefficient of the ST-MoE router z-loss", 0.0);
+  s.add_float("moe.losses.entropy", &moe.losses.entropy,
+              "coefficient of the routing-entropy loss (1e-4 in Huang et al., docs/methods.md section 4.3)", 0.0);
+  s.add_float("moe.losses.tsallis", &moe.losses.tsallis, "multiplier of the DynMoLE Tsallis loss (1: as written)", 0.0);
+  s.add_float("moe.losses.tsallis_q", &moe.losses.tsallis_q, "Tsallis loss: entropic index q", 0.0);
+  s.add_float("moe.losses.tsallis_eps", &moe.losses.tsallis_eps, "Tsallis loss: eps in (p + eps)^q", 0.0);
+  s.add_float("moe.capacity_factor", &moe.capacity_factor, "token-choice capacity factor (0: dropless)", 0.0);
+  s.add_bool("moe.bias_balancing", &moe.bias_balancing, "aux-loss-free bias balancing (DeepSeek-V3)");
+  s.add_float("moe.bias_gamma", &moe.bias_gamma, "bias balancing step gamma", 0.0);
+  s.add_string("moe.kernel", &moe.kernel, "expert computation: grouped (fast path) or loop (per-expert autograd reference)",
+               {"grouped", "loop"});
+  s.add_string("moe.precision", &moe.precision, "expert GEMMs: fp32, or bf16 mixed precision (fp32 masters and router)",
+               {"fp32", "bf16"});
+  for (const auto& [old_key, new_key] : renamed_keys()) s.add_renamed(old_key, new_key);
+}
+
+}  // namespace
+
+MoEConfig::MoEConfig()
+    : gate(moe::gate_choice("linear")), router(moe::router_choice("top_k")) {
+  layers.schedule = moe::schedule_choice("uniform");
+}
 
 Schema Config::schema() {
   Schema s;
@@ -22,59 +153,7 @@ Schema Config::schema() {
   s.add_float("model.dropout", &model.dropout, "dropout probability after hidden activations", 0.0, 0.95);
   s.add_int("model.d_model", &model.d_model, "MoE models: width of the residual stream", 1);
   s.add_int("model.moe_layers", &model.moe_layers, "MoE-MLP: number of MoE blocks", 1, 64);
-  // moe
-  s.add_string("moe.gate", &moe.gate, "gate: x -> logits", {"linear", "quadratic_polynomial", "quadratic_monomial", "mlp"});
-  s.add_bool("moe.gate_bias", &moe.gate_bias, "linear gate: add a bias");
-  s.add_int("moe.gate_rank", &moe.gate_rank, "quadratic gates: rank r of A_i = P_i^T Q_i (0: full D x D)", 0);
-  s.add_int("moe.gate_mlp_mult", &moe.gate_mlp_mult, "mlp gate: hidden width = mult * E", 1);
-  s.add_bool("moe.gate_residual", &moe.gate_residual, "gating residual z_l = gate(x) + W_map z_{l-1} (MoE++)");
-  s.add_string("moe.router", &moe.router, "router: logits -> active experts and weights",
-               {"top_k", "top_p", "threshold", "dynamoe", "tsallis_hybrid", "expert_choice", "hash", "random"});
-  s.add_float("moe.temperature", &moe.temperature, "p = softmax(z / T) (top_k, top_p, threshold, expert_choice)", 0.0, 100.0, true);
-  s.add_int("moe.k", &moe.k, "top_k / random / expert_choice: experts per token", 1);
-  s.add_bool("moe.top_k_normalize", &moe.top_k_normalize, "top_k: w = p_S / sum p_S (Mixtral) instead of p_S (Switch)");
-  s.add_float("moe.top_p", &moe.top_p, "top_p: cumulative probability to reach", 0.0, 1.0, true);
-  s.add_int("moe.top_p_min_k", &moe.top_p_min_k, "top_p: at least this many experts", 1);
-  s.add_int("moe.top_p_max_k", &moe.top_p_max_k, "top_p: at most this many experts (0: E)", 0);
-  s.add_bool("moe.top_p_normalize", &moe.top_p_normalize, "top_p: renormalise the selected weights");
-  s.add_float("moe.theta", &moe.theta, "threshold: S = {i : p_i >= theta}", 0.0, 1.0);
-  s.add_bool("moe.threshold_normalize", &moe.threshold_normalize, "threshold: renormalise the selected weights");
-  s.add_float("moe.dynamoe_temperature", &moe.dynamoe_temperature, "dynamoe: g = softmax(z / T)", 0.0, 100.0, true);
-  s.add_float("moe.dynamoe_sigma", &moe.dynamoe_sigma, "dynamoe: std of the training noise on g", 0.0);
-  s.add_float("moe.dynamoe_tau", &moe.dynamoe_tau, "dynamoe: quantile level of the per-token threshold", 0.0, 1.0);
-  s.add_float("moe.tsallis_q", &moe.tsallis_q, "tsallis_hybrid: entropic index q", 0.0);
-  s.add_float("moe.tsallis_top_p", &moe.tsallis_top_p, "tsallis_hybrid: top-p mass", 0.0, 1.0);
-  s.add_float("moe.tsallis_threshold", &moe.tsallis_threshold, "tsallis_hybrid: H_norm above which all experts are active", 0.0);
-  s.add_float("moe.tsallis_eps", &moe.tsallis_eps, "tsallis_hybrid: eps in (p + eps)^q", 0.0);
-  s.add_int("moe.tsallis_keep_top_k", &moe.tsallis_keep_top_k, "tsallis_hybrid: experts always kept", 0);
-  s.add_float("moe.expert_choice_capacity", &moe.expert_choice_capacity, "expert_choice: C = ceil(c * N * k / E)", 0.0, 1e6, true);
-  s.add_float("moe.capacity_factor", &moe.capacity_factor, "token-choice capacity factor (0: dropless)", 0.0);
-  s.add_bool("moe.bias_balancing", &moe.bias_balancing, "aux-loss-free bias balancing (DeepSeek-V3)");
-  s.add_float("moe.bias_gamma", &moe.bias_gamma, "bias balancing step gamma", 0.0);
-  s.add_string("moe.expert", &moe.expert, "kind of the computing experts", {"linear", "ffn", "swiglu"});
-  s.add_int("moe.expert_hidden", &moe.expert_hidden, "hidden width F of ffn / swiglu experts", 1);
-  s.add_string("moe.expert_activation", &moe.expert_activation, "ffn expert activation", {"relu", "gelu", "silu", "tanh"});
-  s.add_int("moe.n_zero", &moe.n_zero, "zero experts per layer (MoE++), part of E_l", 0);
-  s.add_int("moe.n_copy", &moe.n_copy, "copy experts per layer (MoE++), part of E_l", 0);
-  s.add_int("moe.n_constant", &moe.n_constant, "constant experts per layer (MoE++), part of E_l", 0);
-  s.add_int("moe.n_shared", &moe.n_shared, "shared experts per layer (weight 1 for every token)", 0);
-  s.add_string("moe.kernel", &moe.kernel, "expert computation: grouped (fast path) or loop (per-expert autograd reference)",
-               {"grouped", "loop"});
-  s.add_string("moe.precision", &moe.precision, "expert GEMMs: fp32, or bf16 mixed precision (fp32 masters and router)",
-               {"fp32", "bf16"});
-  s.add_string("moe.schedule", &moe.schedule, "experts per layer across depth",
-               {"uniform", "descending", "ascending", "pyramid", "hourglass", "wave"});
-  s.add_int("moe.e_min", &moe.e_min, "schedule: fewest experts in a layer", 1);
-  s.add_int("moe.e_max", &moe.e_max, "schedule: most experts in a layer", 1);
-  s.add_int("moe.total_experts", &moe.total_experts, "schedule: rescale so the layers hold this many in all (0: off)", 0);
-  s.add_float("moe.wave_frequency", &moe.wave_frequency, "wave schedule: cycles over the depth", 0.0);
-  s.add_bool("moe.schedule_k_max", &moe.schedule_k_max, "the schedule (same shape) also sets each layer's k_max");
-  s.add_int("moe.k_max_min", &moe.k_max_min, "schedule_k_max: smallest k_max", 1);
-  s.add_int("moe.k_max_max", &moe.k_max_max, "schedule_k_max: largest k_max", 1);
-  s.add_float("moe.load_balance", &moe.load_balance, "coefficient of the Switch load-balance loss", 0.0);
-  s.add_float("moe.z_loss", &moe.z_loss, "coefficient of the ST-MoE router z-loss", 0.0);
-  s.add_float("moe.entropy", &moe.entropy, "coefficient of the routing-entropy loss (1e-4 in Huang et al., docs/methods.md section 4.3)", 0.0);
-  s.add_float("moe.tsallis", &moe.tsallis, "multiplier of the DynMoLE Tsallis loss (1: as written)", 0.0);
+  add_moe_fields(s, moe);
   // lm
   s.add_int("lm.layers", &lm.layers, "language model: transformer blocks", 1, 256);
   s.add_int("lm.heads", &lm.heads, "language model: attention heads (model.d_model must divide by it)", 1, 1024);
@@ -108,7 +187,7 @@ Schema Config::schema() {
   s.add_float("train.eps", &train.eps, "AdamW epsilon", 0.0, 1.0, true);
   s.add_float("train.momentum", &train.momentum, "SGD momentum", 0.0, 0.999999);
   s.add_bool("train.nesterov", &train.nesterov, "SGD Nesterov momentum");
-  s.add_string("train.schedule", &train.schedule, "learning-rate schedule after linear warmup",
+  s.add_string("train.lr_schedule", &train.lr_schedule, "learning-rate schedule after linear warmup",
                {"constant", "cosine"});
   s.add_int("train.warmup_steps", &train.warmup_steps, "linear warmup steps", 0);
   s.add_float("train.min_lr_ratio", &train.min_lr_ratio, "cosine floor as a fraction of lr", 0.0, 1.0);
@@ -151,11 +230,18 @@ void Config::validate() {
   s.check_ranges();
   if (model.kind == "mlp" && model.hidden.empty())
     throw ConfigError("config: model.hidden = [] is out of range (an MLP needs at least one hidden layer)");
-  if (moe.e_min > moe.e_max)
-    throw ConfigError(str("config: moe.e_min = ", moe.e_min, " is out of range (must be <= moe.e_max = ", moe.e_max, ")"));
-  if (moe.k_max_min > moe.k_max_max)
-    throw ConfigError(str("config: moe.k_max_min = ", moe.k_max_min, " is out of range (must be <= moe.k_max_max = ",
-                          moe.k_max_max, ")"));
+  const MoEConfig::Layers& ml = moe.layers;
+  if (ml.e_min > ml.e_max)
+    throw ConfigError(str("config: moe.layers.e_min = ", ml.e_min, " is out of range (must be <= moe.layers.e_max = ",
+                          ml.e_max, ")"));
+  if (ml.k_max_min > ml.k_max_max)
+    throw ConfigError(str("config: moe.layers.k_max_min = ", ml.k_max_min,
+                          " is out of range (must be <= moe.layers.k_max_max = ", ml.k_max_max, ")"));
+  const moe::RouterTraits router = moe::router_traits(moe.router.kind());
+  const bool has_moe = model.kind == "moe_mlp" || model.kind == "moe_cnn" || (model.kind == "lm" && lm.moe_every > 0);
+  if (has_moe && router.needs_token_ids && model.kind != "lm")
+    throw ConfigError(str("config: moe.router.kind = '", moe.router.kind(), "' routes by token id, which only a ",
+                          "language model has (model.kind = '", model.kind, "')"));
   if (moe.precision == "bf16" && moe.kernel != "grouped")
     throw ConfigError(str("config: moe.precision = 'bf16' needs moe.kernel = 'grouped' (got '", moe.kernel, "')"));
   if (model.kind == "cnn" && model.channels.empty())
@@ -197,20 +283,121 @@ void Config::validate() {
     if (train.gradnoise_every > 0)
       throw ConfigError(str("config: train.gradnoise_every = ", train.gradnoise_every,
                             " is not supported for model.kind = 'lm' yet (set it to 0)"));
-    if (lm.moe_every > 0 && moe.router == "expert_choice" && !lm.allow_noncausal_router)
-      throw ConfigError("config: moe.router = 'expert_choice' is not causal: in a language model each expert's "
+    if (lm.moe_every > 0 && !router.causal && !lm.allow_noncausal_router)
+      throw ConfigError("config: moe.router.kind = '" + moe.router.kind() + "' is not causal: in a language model each expert's "
                         "choice of tokens sees future positions (set lm.allow_noncausal_router = true to force it)");
   }
-  if (train.min_lr_ratio > 0 && train.schedule == "constant")
+  if (train.min_lr_ratio > 0 && train.lr_schedule == "constant")
     throw ConfigError(str("config: train.min_lr_ratio = ", train.min_lr_ratio,
-                          " has no effect with train.schedule = 'constant' (set it to 0)"));
+                          " has no effect with train.lr_schedule = 'constant' (set it to 0)"));
 }
 
 std::string Config::to_yaml() { return schema().to_yaml(); }
 
+namespace {
+
+/// One table per kind of a group: the options that kind brings under the group's prefix.
+template <class Reg>
+std::string kinds_reference(const Reg& registry, const std::string& group, const std::string& kind_key,
+                            KindChoice (*defaults)(const std::string&)) {
+  std::string md;
+  for (const std::string& name : registry.names()) {
+    KindChoice c = defaults(name);
+    Schema s;
+    const std::string section = group + "." + kind_key + " = " + name;
+    SchemaBinder binder(s, group + ".", section);
+    c.options().visit(binder);
+    md += str("#### `", section, "`\n\n");
+    md += s.fields().empty() ? std::string("No options.\n\n") : s.reference_markdown(section, "") + "\n";
+  }
+  return md;
+}
+
+}  // namespace
+
+std::string reference_markdown() {
+  Config defaults;
+  std::string md = defaults.schema().reference_markdown();
+  md += "\n## Options of each kind\n\n"
+        "A gate, a router and a schedule each bring their own keys, valid only with that kind: "
+        "`moe.router.kind: top_k` brings `moe.router.k`, `moe.router.normalize` and "
+        "`moe.router.temperature`. Another kind's key is an error that lists the valid ones.\n\n";
+  md += "### Gates (`moe.gate.kind`)\n\n" + kinds_reference(moe::gate_registry(), "moe.gate", "kind", moe::gate_choice);
+  md += "### Routers (`moe.router.kind`)\n\n" +
+        kinds_reference(moe::router_registry(), "moe.router", "kind", moe::router_choice);
+  md += "### Schedules (`moe.layers.schedule`)\n\n" +
+        kinds_reference(moe::schedule_registry(), "moe.layers", "schedule", moe::schedule_choice);
+  return md;
+}
+
+namespace {
+
+bool known_gate(const std::string& n) { return moe::gate_registry().contains(n); }
+bool known_router(const std::string& n) { return moe::router_registry().contains(n); }
+bool known_schedule(const std::string& n) { return moe::schedule_registry().contains(n); }
+
+/// The kind a YAML text and its overrides choose for a group (the last override wins), or ""
+/// when neither says.
+std::string chosen_kind(const YAML::Node& root, const std::vector<std::string>& path, const std::string& kind_key,
+                        const std::vector<std::string>& overrides) {
+  std::string key;
+  for (const auto& part : path) key += part + ".";
+  key += kind_key;
+  // Nested maps (moe: {router: {kind: x}}) or a dotted key at any level (moe.router.kind: x).
+  std::string kind;
+  std::function<void(const YAML::Node&, const std::string&)> walk = [&](const YAML::Node& n, const std::string& prefix) {
+    if (!n.IsMap()) return;
+    for (const auto& kv : n) {
+      if (!kv.first.IsScalar()) continue;
+      const std::string k = prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
+      if (k == key && kv.second.IsScalar()) kind = kv.second.Scalar();
+      else if (key.rfind(k + ".", 0) == 0) walk(kv.second, k);
+    }
+  };
+  walk(root, "");
+  for (const auto& o : overrides)
+    if (o.rfind(key + "=", 0) == 0) {
+      try {
+        const YAML::Node v = YAML::Load(o.substr(key.size() + 1));
+        if (v.IsScalar()) kind = v.Scalar();
+      } catch (const YAML::Exception&) {
+      }
+    }
+  return kind;
+}
+
+/// Sets each kind group of `c` to the kind the text and overrides choose, with that kind's
+/// default options, so that the schema then holds exactly that kind's keys. An unknown kind is
+/// left to the schema's check, which lists the valid ones.
+void choose_kinds(Config& c, const std::string& yaml_text, const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception&) {
+    return;  // load_yaml_text reports it with its position
+  }
+  struct Group {
+    std::vector<std::string> path;
+    std::string kind_key;
+    KindChoice* choice;
+    KindChoice (*defaults)(const std::string&);
+    bool (*known)(const std::string&);
+  };
+  const Group groups[] = {{{"moe", "gate"}, "kind", &c.moe.gate, moe::gate_choice, known_gate},
+                          {{"moe", "router"}, "kind", &c.moe.router, moe::router_choice, known_router},
+                          {{"moe", "layers"}, "schedule", &c.moe.layers.schedule, moe::schedule_choice, known_schedule}};
+  for (const Group& g : groups) {
+    const std::string kind = chosen_kind(root, g.path, g.kind_key, overrides);
+    if (!kind.empty() && g.known(kind)) *g.choice = g.defaults(kind);
+  }
+}
+
+}  // namespace
+
 Config parse_config(const std::string& yaml_text, const std::string& where,
                     const std::vector<std::string>& overrides) {
   Config c;
+  choose_kinds(c, yaml_text, overrides);
   Schema s = c.schema();
   s.load_yaml_text(yaml_text, where);
   for (const auto& o : overrides) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dynamoe/config/schema.h"
+#include "dynamoe/util/options.h"
 
 namespace dynamoe::config {
 
@@ -24,48 +25,41 @@ struct ModelConfig {
   double dropout = 0.1;                        ///< dropout after each hidden activation
 };
 
-/// Mixture-of-Experts layers (used by the moe_* models). Formulas: docs/methods.md.
+/// Mixture-of-Experts layers (used by the moe_* models and the LM's MoE blocks), in groups:
+/// gate, router, experts, layers (the schedule), losses. A gate, router and schedule is a kind
+/// of a registry with its own options (moe.router.kind = top_k brings moe.router.k, ...).
+/// Formulas: docs/methods.md.
 struct MoEConfig {
-  // gate
-  std::string gate = "linear";       ///< linear | quadratic_polynomial | quadratic_monomial | mlp
-  bool gate_bias = false;            ///< linear gate bias
-  int64_t gate_rank = 0;             ///< quadratic gates: A_i = P_i^T Q_i of rank r (0: full D x D)
-  int64_t gate_mlp_mult = 8;         ///< mlp gate: hidden width h * E
-  bool gate_residual = false;        ///< z_l = gate(x) + W_map z_{l-1} (MoE++)
-  // router
-  std::string router = "top_k";
-  double temperature = 1.0;
-  int64_t k = 2;
-  bool top_k_normalize = true;
-  double top_p = 0.4;
-  int64_t top_p_min_k = 1, top_p_max_k = 0;
-  bool top_p_normalize = false;
-  double theta = 0.1;
-  bool threshold_normalize = false;
-  double dynamoe_temperature = 0.5, dynamoe_sigma = 0.1, dynamoe_tau = 0.5;
-  double tsallis_q = 1.1, tsallis_top_p = 0.75, tsallis_threshold = 0.9, tsallis_eps = 1e-5;
-  int64_t tsallis_keep_top_k = 2;
-  double expert_choice_capacity = 1.0;
-  double capacity_factor = 0.0;      ///< 0: dropless
+  MoEConfig();  ///< linear gate, top_k router, uniform schedule, each with its default options
+  KindChoice gate;             ///< moe.gate.kind and that gate's options
+  bool gate_residual = false;  ///< moe.gate.residual: z_l = gate(x) + W_map z_{l-1} (MoE++)
+  KindChoice router;           ///< moe.router.kind and that router's options
+  /// The computing experts (moe.experts.*).
+  struct Experts {
+    std::string kind = "ffn";          ///< linear | ffn | swiglu
+    int64_t hidden = 64;               ///< F of ffn / swiglu experts
+    std::string activation = "gelu";   ///< ffn activation
+    int64_t n_zero = 0, n_copy = 0, n_constant = 0;  ///< MoE++ zero-computation experts (part of E_l)
+    int64_t n_shared = 0;              ///< shared experts every token uses with weight 1
+  } experts;
+  /// Experts per layer across depth (moe.layers.*).
+  struct Layers {
+    KindChoice schedule;               ///< moe.layers.schedule and its options
+    int64_t e_min = 2, e_max = 8;
+    int64_t total_experts = 0;         ///< rescale so that sum_l E_l = total (0: off)
+    bool k_max = false;                ///< the schedule (same shape) also sets each layer's k_max
+    int64_t k_max_min = 1, k_max_max = 4;
+  } layers;
+  /// Auxiliary loss coefficients (moe.losses.*).
+  struct Losses {
+    double load_balance = 1e-2, z_loss = 1e-3, entropy = 0.0, tsallis = 0.0;
+    double tsallis_q = 1.1, tsallis_eps = 1e-5;  ///< q and eps of the Tsallis loss
+  } losses;
+  double capacity_factor = 0.0;      ///< token-choice capacity factor (0: dropless)
   bool bias_balancing = false;       ///< aux-loss-free balancing (DeepSeek-V3)
   double bias_gamma = 1e-3;
-  // experts
-  std::string expert = "ffn";        ///< linear | ffn | swiglu (the kind of the non-special experts)
-  int64_t expert_hidden = 64;        ///< F of ffn / swiglu experts
-  std::string expert_activation = "gelu";
-  int64_t n_zero = 0, n_copy = 0, n_constant = 0;  ///< MoE++ zero-computation experts (part of E_l)
-  int64_t n_shared = 0;              ///< shared experts every token uses with weight 1
   std::string kernel = "grouped";    ///< grouped (one node, contiguous per-expert GEMMs) | loop (reference)
   std::string precision = "fp32";    ///< fp32 | bf16 (expert GEMMs in bf16, fp32 masters, router in fp32)
-  // schedule (experts per layer)
-  std::string schedule = "uniform";  ///< uniform | descending | ascending | pyramid | hourglass | wave
-  int64_t e_min = 2, e_max = 8;
-  int64_t total_experts = 0;         ///< rescale so that sum_l E_l = total (0: off)
-  double wave_frequency = 1.0;
-  bool schedule_k_max = false;       ///< the schedule also sets each layer's k_max (dynamoe, top_p)
-  int64_t k_max_min = 1, k_max_max = 4;
-  // losses
-  double load_balance = 1e-2, z_loss = 1e-3, entropy = 0.0, tsallis = 0.0;
 };
 
 /// The decoder-only language model (model.kind = lm); width is model.d_model, the dense FFN
@@ -102,7 +96,7 @@ struct TrainConfig {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double momentum = 0.9;                       ///< SGD momentum
   bool nesterov = false;
-  std::string schedule = "cosine";             ///< constant | cosine (both with warmup)
+  std::string lr_schedule = "cosine";          ///< constant | cosine (both with warmup)
   int64_t warmup_steps = 100;
   double min_lr_ratio = 0.0;                   ///< cosine floor as a fraction of lr
   int64_t batch_size = 128;
@@ -152,6 +146,10 @@ struct Config {
   /// The resolved configuration as YAML.
   std::string to_yaml();
 };
+
+/// The Markdown reference of every key (docs/config.md): the main keys with their defaults, then
+/// the options each registered gate, router and schedule brings.
+std::string reference_markdown();
 
 /// Loads `path` (may be empty: defaults), applies `overrides` ("key=value"), validates.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});

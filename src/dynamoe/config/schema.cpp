@@ -111,27 +111,27 @@ Field& Schema::push(Field f) {
 }
 
 Schema& Schema::add_bool(const std::string& key, bool* target, const std::string& doc) {
-  push({key, FieldType::Bool, target, doc, std::nullopt, std::nullopt, false, {}});
+  push({key, FieldType::Bool, target, doc, std::nullopt, std::nullopt, false, {}, ""});
   return *this;
 }
 Schema& Schema::add_int(const std::string& key, int64_t* target, const std::string& doc,
                         std::optional<double> min, std::optional<double> max) {
-  push({key, FieldType::Int, target, doc, min, max, false, {}});
+  push({key, FieldType::Int, target, doc, min, max, false, {}, ""});
   return *this;
 }
 Schema& Schema::add_float(const std::string& key, double* target, const std::string& doc,
                           std::optional<double> min, std::optional<double> max, bool min_exclusive) {
-  push({key, FieldType::Float, target, doc, min, max, min_exclusive, {}});
+  push({key, FieldType::Float, target, doc, min, max, min_exclusive, {}, ""});
   return *this;
 }
 Schema& Schema::add_string(const std::string& key, std::string* target, const std::string& doc,
                            std::vector<std::string> choices) {
-  push({key, FieldType::String, target, doc, std::nullopt, std::nullopt, false, std::move(choices)});
+  push({key, FieldType::String, target, doc, std::nullopt, std::nullopt, false, std::move(choices), ""});
   return *this;
 }
 Schema& Schema::add_int_list(const std::string& key, std::vector<int64_t>* target,
                              const std::string& doc, std::optional<double> min) {
-  push({key, FieldType::IntList, target, doc, min, std::nullopt, false, {}});
+  push({key, FieldType::IntList, target, doc, min, std::nullopt, false, {}, ""});
   return *this;
 }
 
@@ -197,21 +197,30 @@ static void set_from_node(const Field& f, const YAML::Node& n, const std::string
   }
 }
 
-[[noreturn]] static void unknown_key(const std::vector<Field>& fields, const std::string& key,
-                                     const std::string& where) {
+void Schema::unknown_key(const std::string& key, const std::string& where) const {
+  for (const auto& [old_key, new_key] : renamed_)
+    if (key == old_key)
+      throw ConfigError(str("config: ", key, " (", where, ") is now ", new_key, " (the moe keys are grouped: docs/config.md)"));
   std::string best;
   size_t best_d = 4;
-  for (const auto& f : fields) {
+  for (const auto& f : fields_) {
     size_t d = edit_distance(key, f.key);
     if (d < best_d) best_d = d, best = f.key;
   }
+  for (const auto& [old_key, new_key] : renamed_) {  // a typo of a moved key: suggest where it went
+    size_t d = edit_distance(key, old_key);
+    if (d < best_d) best_d = d, best = new_key;
+  }
+  std::string hint;
+  for (const auto& [prefix, text] : hints_)
+    if (key.rfind(prefix, 0) == 0) hint = "; " + text;
   throw ConfigError(str("config: unknown key '", key, "' (", where, ")",
-                        best.empty() ? std::string() : str("; did you mean '", best, "'?")));
+                        best.empty() ? std::string() : str("; did you mean '", best, "'?"), hint));
 }
 
 void Schema::set(const std::string& key, const std::string& yaml_value, const std::string& where) {
   const Field* f = find(key);
-  if (!f) unknown_key(fields_, key, where);
+  if (!f) unknown_key(key, where);
   YAML::Node n;
   try {
     n = YAML::Load(yaml_value);
@@ -243,10 +252,10 @@ void Schema::load_yaml_text(const std::string& text, const std::string& where) {
         bool is_group = std::any_of(fields_.begin(), fields_.end(), [&](const Field& g) {
           return g.key.rfind(key + ".", 0) == 0;
         });
-        if (!is_group) unknown_key(fields_, key, at);
+        if (!is_group) unknown_key(key, at);
         walk(kv.second, key);
       } else {
-        unknown_key(fields_, key, at);
+        unknown_key(key, at);
       }
     }
   };
@@ -357,11 +366,13 @@ static std::string escape_pipes(const std::string& s) {
   return out;
 }
 
-std::string Schema::reference_markdown() const {
+std::string Schema::reference_markdown(const std::string& section, const std::string& strip) const {
   std::ostringstream os;
   os << "| key | type | default | allowed | description |\n|---|---|---|---|---|\n";
   for (const auto& f : fields_) {
-    os << "| `" << f.key << "` | " << short_type(f.type) << " | `" << value_text(f) << "` | "
+    if (f.section != section) continue;
+    const std::string key = f.key.rfind(strip, 0) == 0 ? f.key.substr(strip.size()) : f.key;
+    os << "| `" << key << "` | " << short_type(f.type) << " | `" << value_text(f) << "` | "
        << escape_pipes(range_text(f)) << " | " << f.doc << " |\n";
   }
   return os.str();

@@ -10,45 +10,33 @@ moe::MoELayerOptions moe_layer_options(const config::MoEConfig& c, int64_t dim, 
   o.k_max = k_max;
   o.prev_experts = c.gate_residual ? prev_experts : 0;
   o.gate = c.gate;
-  o.gate_options = {dim, n_experts, c.gate_bias, c.gate_rank, c.gate_mlp_mult};
   o.router = c.router;
-  moe::RouterOptions& r = o.router_options;
-  r.temperature = c.temperature;
-  r.k = c.k;
-  r.top_k_normalize = c.top_k_normalize;
-  r.top_p = c.top_p;
-  r.top_p_min_k = c.top_p_min_k;
-  r.top_p_max_k = c.top_p_max_k;
-  r.top_p_normalize = c.top_p_normalize;
-  r.theta = c.theta;
-  r.threshold_normalize = c.threshold_normalize;
-  r.dynamoe_temperature = c.dynamoe_temperature;
-  r.dynamoe_sigma = c.dynamoe_sigma;
-  r.dynamoe_tau = c.dynamoe_tau;
-  r.tsallis_q = c.tsallis_q;
-  r.tsallis_top_p = c.tsallis_top_p;
-  r.tsallis_keep_top_k = c.tsallis_keep_top_k;
-  r.tsallis_threshold = c.tsallis_threshold;
-  r.tsallis_eps = c.tsallis_eps;
-  r.expert_choice_capacity = c.expert_choice_capacity;
-  r.capacity_factor = c.capacity_factor;
-  o.expert = c.expert;
-  o.expert_options = {dim, c.expert_hidden, c.expert_activation};
-  o.n_zero = c.n_zero;
-  o.n_copy = c.n_copy;
-  o.n_constant = c.n_constant;
-  o.n_shared = c.n_shared;
+  o.capacity_factor = c.capacity_factor;
+  o.expert = c.experts.kind;
+  o.expert_options = {dim, c.experts.hidden, c.experts.activation};
+  o.n_zero = c.experts.n_zero;
+  o.n_copy = c.experts.n_copy;
+  o.n_constant = c.experts.n_constant;
+  o.n_shared = c.experts.n_shared;
   o.kernel = c.kernel;
   o.precision = c.precision;
   o.bias_balancing = c.bias_balancing;
   o.bias_gamma = c.bias_gamma;
-  o.losses.load_balance = c.load_balance;
-  o.losses.z_loss = c.z_loss;
-  o.losses.entropy = c.entropy;
-  o.losses.tsallis = c.tsallis;
-  o.losses.tsallis_q = c.tsallis_q;
-  o.losses.tsallis_eps = c.tsallis_eps;
+  o.losses.load_balance = c.losses.load_balance;
+  o.losses.z_loss = c.losses.z_loss;
+  o.losses.entropy = c.losses.entropy;
+  o.losses.tsallis = c.losses.tsallis;
+  o.losses.tsallis_q = c.losses.tsallis_q;
+  o.losses.tsallis_eps = c.losses.tsallis_eps;
   return o;
+}
+
+std::pair<std::vector<int64_t>, std::vector<int64_t>> experts_and_k_max(const config::MoEConfig& c, int64_t n_layers) {
+  const config::MoEConfig::Layers& l = c.layers;
+  const moe::ScheduleOptions so = moe::schedule_options(l.schedule, l.e_min, l.e_max, l.total_experts);
+  std::vector<int64_t> experts = moe::schedule_experts(so, n_layers), k_max(n_layers, 0);
+  if (l.k_max) k_max = moe::schedule_experts(moe::schedule_options(l.schedule, l.k_max_min, l.k_max_max, 0), n_layers);
+  return {experts, k_max};
 }
 
 }  // namespace dynamoe::models

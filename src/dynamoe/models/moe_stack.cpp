@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <tuple>
+
 #include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/schedule.h"
 #include "dynamoe/util/error.h"
@@ -9,24 +11,10 @@
 namespace dynamoe::models {
 
 MoEStackImpl::MoEStackImpl(const config::MoEConfig& cfg, int64_t dim, int64_t n_layers) {
-  moe::ScheduleOptions so;
-  so.name = cfg.schedule;
-  so.e_min = cfg.e_min;
-  so.e_max = cfg.e_max;
-  so.total_experts = cfg.total_experts;
-  so.wave_frequency = cfg.wave_frequency;
-  experts_per_layer_ = moe::schedule_experts(so, n_layers);
-  k_max_per_layer_.assign(n_layers, 0);
-  if (cfg.schedule_k_max) {
-    moe::ScheduleOptions ko = so;
-    ko.e_min = cfg.k_max_min;
-    ko.e_max = cfg.k_max_max;
-    ko.total_experts = 0;
-    k_max_per_layer_ = moe::schedule_experts(ko, n_layers);
-  }
+  std::tie(experts_per_layer_, k_max_per_layer_) = experts_and_k_max(cfg, n_layers);
   // An image classifier has no token ids: a router that needs them is refused before any forward.
-  if (moe::router_traits(cfg.router).needs_token_ids)
-    throw ConfigError(str("config: moe.router = '", cfg.router,
+  if (moe::router_traits(cfg.router.kind()).needs_token_ids)
+    throw ConfigError(str("config: moe.router.kind = '", cfg.router.kind(),
                           "' routes by token id, which only a language model has (model.kind = lm)"));
   torch::nn::ModuleList norms, layers;
   for (int64_t l = 0; l < n_layers; ++l) {

@@ -101,36 +101,28 @@ class ConstantExpert : public ExpertImpl {
   at::Tensor wc_, v_;
 };
 
-const std::map<std::string, std::function<Expert(const ExpertOptions&)>>& registry() {
-  static const std::map<std::string, std::function<Expert(const ExpertOptions&)>> r = {
-      {"linear", [](const ExpertOptions& o) -> Expert { return std::make_shared<LinearExpert>(o); }},
-      {"ffn", [](const ExpertOptions& o) -> Expert { return std::make_shared<FFNExpert>(o); }},
-      {"swiglu", [](const ExpertOptions& o) -> Expert { return std::make_shared<SwiGLUExpert>(o); }},
-      {"zero", [](const ExpertOptions&) -> Expert { return std::make_shared<ZeroExpert>(); }},
-      {"copy", [](const ExpertOptions&) -> Expert { return std::make_shared<CopyExpert>(); }},
-      {"constant", [](const ExpertOptions& o) -> Expert { return std::make_shared<ConstantExpert>(o); }},
-  };
-  return r;
-}
-
 }  // namespace
 
-std::vector<std::string> expert_names() {
-  std::vector<std::string> n;
-  for (const auto& kv : registry()) n.push_back(kv.first);
-  return n;
+Registry<std::function<Expert(const ExpertOptions&)>>& expert_registry() {
+  static Registry<std::function<Expert(const ExpertOptions&)>> reg("expert kind");
+  return reg;
 }
 
+DYNAMOE_REGISTER(expert_registry(), "linear", [](const ExpertOptions& o) -> Expert { return std::make_shared<LinearExpert>(o); });
+DYNAMOE_REGISTER(expert_registry(), "ffn", [](const ExpertOptions& o) -> Expert { return std::make_shared<FFNExpert>(o); });
+DYNAMOE_REGISTER(expert_registry(), "swiglu", [](const ExpertOptions& o) -> Expert { return std::make_shared<SwiGLUExpert>(o); });
+DYNAMOE_REGISTER(expert_registry(), "zero", [](const ExpertOptions&) -> Expert { return std::make_shared<ZeroExpert>(); });
+DYNAMOE_REGISTER(expert_registry(), "copy", [](const ExpertOptions&) -> Expert { return std::make_shared<CopyExpert>(); });
+DYNAMOE_REGISTER(expert_registry(), "constant",
+                 [](const ExpertOptions& o) -> Expert { return std::make_shared<ConstantExpert>(o); });
+
+std::vector<std::string> expert_names() { return expert_registry().names(); }
+
 Expert make_expert(const std::string& kind, const ExpertOptions& opt) {
-  auto it = registry().find(kind);
-  if (it == registry().end()) {
-    std::string valid;
-    for (const auto& n : expert_names()) valid += (valid.empty() ? "" : ", ") + n;
-    throw ConfigError(str("config: expert kind '", kind, "' is not known (valid: ", valid, ")"));
-  }
+  const auto& make = expert_registry().at(kind);
   DYNAMOE_CHECK(opt.dim > 0, "expert '", kind, "': dim must be positive");
   DYNAMOE_CHECK((kind != "ffn" && kind != "swiglu") || opt.hidden > 0, "expert '", kind, "': hidden must be positive");
-  return it->second(opt);
+  return make(opt);
 }
 
 }  // namespace dynamoe::moe

@@ -9,9 +9,12 @@
 //   auto e = make_expert("swiglu", {.dim = 64, .hidden = 128});
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "dynamoe/util/registry.h"
 
 namespace dynamoe::moe {
 
@@ -36,6 +39,9 @@ class ExpertImpl : public torch::nn::Module {
   std::string kind_;
 };
 using Expert = std::shared_ptr<ExpertImpl>;
+
+/// The expert-kind registry: kind -> factory.
+Registry<std::function<Expert(const ExpertOptions&)>>& expert_registry();
 
 /// Builds the expert called `kind`; an unknown name is a ConfigError listing valid names.
 Expert make_expert(const std::string& kind, const ExpertOptions& opt);

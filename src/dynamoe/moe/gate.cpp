@@ -7,6 +7,7 @@
 #include <map>
 
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/registry.h"
 
 namespace dynamoe::moe {
 namespace {
@@ -90,33 +91,59 @@ class MLPGate : public GateImpl {
   at::Tensor w1_, w2_;
 };
 
-const std::map<std::string, std::function<Gate(const GateOptions&)>>& registry() {
-  static const std::map<std::string, std::function<Gate(const GateOptions&)>> r = {
-      {"linear", [](const GateOptions& o) -> Gate { return std::make_shared<LinearGate>(o); }},
-      {"quadratic_polynomial", [](const GateOptions& o) -> Gate { return std::make_shared<QuadraticGate>(o, true); }},
-      {"quadratic_monomial", [](const GateOptions& o) -> Gate { return std::make_shared<QuadraticGate>(o, false); }},
-      {"mlp", [](const GateOptions& o) -> Gate { return std::make_shared<MLPGate>(o); }},
-  };
-  return r;
-}
-
 }  // namespace
 
-std::vector<std::string> gate_names() {
-  std::vector<std::string> n;
-  for (const auto& kv : registry()) n.push_back(kv.first);
-  return n;
+void LinearGateOptions::visit(OptionVisitor& v) { v.flag("bias", bias, "linear gate: add a bias"); }
+void QuadraticGateOptions::visit(OptionVisitor& v) {
+  v.integer("rank", rank, "quadratic gate: rank r of A_i = P_i^T Q_i (0: full D x D)", 0);
+}
+void MLPGateOptions::visit(OptionVisitor& v) { v.integer("mult", mult, "mlp gate: hidden width = mult * E", 1); }
+
+Registry<GateKind>& gate_registry() {
+  static Registry<GateKind> reg("gate");
+  return reg;
 }
 
-Gate make_gate(const std::string& name, const GateOptions& opt) {
-  auto it = registry().find(name);
-  if (it == registry().end()) {
-    std::string valid;
-    for (const auto& n : gate_names()) valid += (valid.empty() ? "" : ", ") + n;
-    throw ConfigError(str("config: moe.gate = '", name, "' is not a known gate (valid: ", valid, ")"));
-  }
-  DYNAMOE_CHECK(opt.dim > 0 && opt.n_experts > 0, "gate '", name, "': dim and n_experts must be positive");
-  return it->second(opt);
+namespace {
+template <class Options>
+std::function<std::shared_ptr<KindOptions>()> defaults_of() {
+  return [] { return std::static_pointer_cast<KindOptions>(std::make_shared<Options>()); };
 }
+}  // namespace
+
+DYNAMOE_REGISTER(gate_registry(), "linear",
+                 (GateKind{defaults_of<LinearGateOptions>(),
+                           [](const KindOptions& k, GateOptions& o) { o.bias = dynamic_cast<const LinearGateOptions&>(k).bias; },
+                           [](const GateOptions& o) -> Gate { return std::make_shared<LinearGate>(o); }}));
+DYNAMOE_REGISTER(gate_registry(), "quadratic_polynomial",
+                 (GateKind{defaults_of<QuadraticGateOptions>(),
+                           [](const KindOptions& k, GateOptions& o) { o.rank = dynamic_cast<const QuadraticGateOptions&>(k).rank; },
+                           [](const GateOptions& o) -> Gate { return std::make_shared<QuadraticGate>(o, true); }}));
+DYNAMOE_REGISTER(gate_registry(), "quadratic_monomial",
+                 (GateKind{defaults_of<QuadraticGateOptions>(),
+                           [](const KindOptions& k, GateOptions& o) { o.rank = dynamic_cast<const QuadraticGateOptions&>(k).rank; },
+                           [](const GateOptions& o) -> Gate { return std::make_shared<QuadraticGate>(o, false); }}));
+DYNAMOE_REGISTER(gate_registry(), "mlp",
+                 (GateKind{defaults_of<MLPGateOptions>(),
+                           [](const KindOptions& k, GateOptions& o) { o.mlp_mult = dynamic_cast<const MLPGateOptions&>(k).mult; },
+                           [](const GateOptions& o) -> Gate { return std::make_shared<MLPGate>(o); }}));
+
+std::vector<std::string> gate_names() { return gate_registry().names(); }
+
+Gate make_gate(const std::string& name, const GateOptions& opt) {
+  const GateKind& kind = gate_registry().at(name);
+  DYNAMOE_CHECK(opt.dim > 0 && opt.n_experts > 0, "gate '", name, "': dim and n_experts must be positive");
+  return kind.make(opt);
+}
+
+Gate make_gate(const KindChoice& choice, int64_t dim, int64_t n_experts) {
+  GateOptions o;
+  o.dim = dim;
+  o.n_experts = n_experts;
+  gate_registry().at(choice.kind()).configure(choice.options(), o);
+  return make_gate(choice.kind(), o);
+}
+
+KindChoice gate_choice(const std::string& name) { return KindChoice(name, gate_registry().at(name).defaults()); }
 
 }  // namespace dynamoe::moe

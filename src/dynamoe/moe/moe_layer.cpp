@@ -14,7 +14,7 @@ MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
   if (o.n_experts < n_special_)
     throw ConfigError(str("config: a layer with ", o.n_experts, " experts cannot hold moe.n_zero + moe.n_copy + ",
                           "moe.n_constant = ", n_special_, " zero-computation experts (raise the layer's expert count)"));
-  router_traits_ = router_traits(o.router);  // an unknown router fails here, before any forward
+  router_traits_ = router_traits(o.router.kind());  // an unknown router fails here, before any forward
   DYNAMOE_CHECK(o.kernel == "grouped" || o.kernel == "loop", "MoE layer: moe.kernel = '", o.kernel,
                 "' is not one of: grouped | loop");
   DYNAMOE_CHECK(o.precision == "fp32" || o.precision == "bf16", "MoE layer: moe.precision = '", o.precision,
@@ -23,7 +23,7 @@ MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
   DYNAMOE_CHECK(grouped_ || o.precision == "fp32", "MoE layer: moe.precision = ", o.precision,
                 " needs moe.kernel = grouped");
   compute_dtype_ = o.precision == "bf16" ? at::kBFloat16 : at::ScalarType::Undefined;
-  gate_ = register_module("gate", make_gate(o.gate, o.gate_options));
+  gate_ = register_module("gate", make_gate(o.gate, o.dim, o.n_experts));
   torch::nn::ModuleList experts, shared;
   for (int64_t i = 0; i < o.n_experts; ++i) {
     const std::string kind = i < o.n_experts - n_special_                      ? o.expert
@@ -88,15 +88,15 @@ at::Tensor MoELayerImpl::gate_logits(const at::Tensor& x, const at::Tensor& prev
 }
 
 Routing MoELayerImpl::route_tokens(const at::Tensor& z, const at::Tensor& token_ids) {
-  DYNAMOE_CHECK(!router_traits_.needs_token_ids || token_ids.defined(), "MoE layer: moe.router = '", o_.router,
+  DYNAMOE_CHECK(!router_traits_.needs_token_ids || token_ids.defined(), "MoE layer: moe.router.kind = '", o_.router.kind(),
                 "' routes by token id, and this model gives the layer none (use it in a language model)");
   RouterContext ctx;
   ctx.training = is_training();
   ctx.k_max = o_.k_max;
   ctx.token_ids = token_ids;
   if (expert_bias_.defined()) ctx.selection_bias = expert_bias_;
-  Routing r = route(o_.router, z, o_.router_options, ctx);
-  const double cf = o_.router_options.capacity_factor;
+  Routing r = route(o_.router.kind(), z, o_.router.options(), ctx);
+  const double cf = o_.capacity_factor;
   if (cf > 0 && !router_traits_.own_capacity) {
     const int64_t N = z.size(0);
     const double k_mean = static_cast<double>(r.assignments_before_capacity) / static_cast<double>(std::max<int64_t>(N, 1));

@@ -4,7 +4,7 @@
 //   MoELayer layer(models::moe_layer_options(cfg.moe, /*dim=*/64, /*n_experts=*/8));  // models/moe_options.h
 //   MoELayerOutput o = layer->forward(x);   // o.y [N, D], o.aux_loss scalar, o.stats
 // Parameters: gate.*, experts.{i}.*, shared.{j}.*, w_map (gating residual); buffer expert_bias
-// (aux-loss-free balancing). Experts 0 .. E-1 are: the computing experts (moe.expert kind),
+// (aux-loss-free balancing). Experts 0 .. E-1 are: the computing experts (moe.experts.kind),
 // then constant, copy and zero experts (MoE++).
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
@@ -27,12 +27,11 @@ struct MoELayerOptions {
   int64_t n_experts = 0;      ///< E (routed experts, special ones included)
   int64_t k_max = 0;          ///< this layer's cap on active experts (0: none)
   int64_t prev_experts = 0;   ///< E of the previous MoE layer when the gating residual is on (else 0)
-  std::string gate = "linear";
-  GateOptions gate_options;
-  std::string router = "top_k";
-  RouterOptions router_options;
+  KindChoice gate = gate_choice("linear");     ///< gate kind and its options (gates: gate.h)
+  KindChoice router = router_choice("top_k");  ///< router and its options (routers/*.h)
+  double capacity_factor = 0.0;  ///< token-choice routers: expert i keeps <= ceil(cf * N * k_mean / E) (0: dropless)
   std::string expert = "ffn";
-  ExpertOptions expert_options;
+  ExpertOptions expert_options;  ///< dim, hidden, activation of the computing and shared experts
   int64_t n_zero = 0, n_copy = 0, n_constant = 0, n_shared = 0;
   std::string kernel = "grouped";  ///< grouped | loop (see moe.kernel)
   std::string precision = "fp32";  ///< fp32 | bf16 (see moe.precision)

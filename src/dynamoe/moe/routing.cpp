@@ -7,98 +7,28 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <mutex>
 #include <utility>
 
-#include "dynamoe/moe/routers/dynamoe.h"
-#include "dynamoe/moe/routers/expert_choice.h"
-#include "dynamoe/moe/routers/hash.h"
-#include "dynamoe/moe/routers/random.h"
-#include "dynamoe/moe/routers/threshold.h"
-#include "dynamoe/moe/routers/top_k.h"
-#include "dynamoe/moe/routers/top_p.h"
-#include "dynamoe/moe/routers/tsallis_hybrid.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::moe {
-namespace {
 
-struct RouterEntry {
-  RouterFn fn;
-  RouterTraits traits;
-};
-
-struct Registry {
-  std::mutex mutex;
-  std::map<std::string, RouterEntry> routers;  // sorted by name
-};
-
-void add_locked(Registry& reg, const std::string& name, RouterFn fn, RouterTraits traits) {
-  DYNAMOE_CHECK(!name.empty(), "a router needs a non-empty name");
-  DYNAMOE_CHECK(fn != nullptr, "router '", name, "' has no function");
-  DYNAMOE_CHECK(reg.routers.count(name) == 0, "router '", name, "' is already registered");
-  reg.routers.emplace(name, RouterEntry{std::move(fn), traits});
-}
-
-// The registry, with the built-in routers added exactly once on first use (a static library
-// drops unreferenced static initialisers, so registration cannot rely on them).
-Registry& registry() {
-  static Registry reg;
-  static std::once_flag builtins;
-  std::call_once(builtins, [] {
-    std::lock_guard<std::mutex> lock(reg.mutex);
-    add_locked(reg, "top_k", functional::top_k_route, {});
-    add_locked(reg, "top_p", functional::top_p_route, {});
-    add_locked(reg, "threshold", functional::threshold_route, {});
-    add_locked(reg, "dynamoe", functional::dynamoe_route, {});
-    add_locked(reg, "tsallis_hybrid", functional::tsallis_hybrid_route, {});
-    add_locked(reg, "expert_choice", functional::expert_choice_route, {/*causal=*/false, /*own_capacity=*/true});
-    add_locked(reg, "hash", functional::hash_route, {/*causal=*/true, false, /*needs_token_ids=*/true});
-    add_locked(reg, "random", functional::random_route, {});
-  });
+Registry<RouterKind>& router_registry() {
+  static Registry<RouterKind> reg("router");
   return reg;
 }
 
-std::string valid_names_locked(const Registry& reg) {
-  std::string out;
-  for (const auto& [name, entry] : reg.routers) out += (out.empty() ? "" : ", ") + name;
-  return out;
+Routing route(const std::string& name, const at::Tensor& logits, const KindOptions& opt, const RouterContext& ctx) {
+  return router_registry().at(name).route(logits, opt, ctx);
 }
 
-RouterEntry find(const std::string& name) {
-  Registry& reg = registry();
-  std::lock_guard<std::mutex> lock(reg.mutex);
-  auto it = reg.routers.find(name);
-  if (it == reg.routers.end())
-    throw ConfigError(str("unknown router '", name, "'; valid routers: ", valid_names_locked(reg)));
-  return it->second;
-}
+KindChoice router_choice(const std::string& name) { return KindChoice(name, router_registry().at(name).defaults()); }
 
-}  // namespace
+std::vector<std::string> router_names() { return router_registry().names(); }
 
-void register_router(const std::string& name, RouterFn fn, RouterTraits traits) {
-  Registry& reg = registry();
-  std::lock_guard<std::mutex> lock(reg.mutex);
-  add_locked(reg, name, std::move(fn), traits);
-}
+RouterTraits router_traits(const std::string& name) { return router_registry().at(name).traits; }
 
-Routing route(const std::string& name, const at::Tensor& logits, const RouterOptions& opt,
-              const RouterContext& ctx) {
-  RouterEntry entry = find(name);  // copied: the router runs without holding the lock
-  return entry.fn(logits, opt, ctx);
-}
-
-std::vector<std::string> router_names() {
-  Registry& reg = registry();
-  std::lock_guard<std::mutex> lock(reg.mutex);
-  std::vector<std::string> names;
-  for (const auto& [name, entry] : reg.routers) names.push_back(name);
-  return names;
-}
-
-bool router_is_causal(const std::string& name) { return find(name).traits.causal; }
-
-RouterTraits router_traits(const std::string& name) { return find(name).traits; }
+bool router_is_causal(const std::string& name) { return router_traits(name).causal; }
 
 namespace functional {
 

@@ -2,51 +2,28 @@
 // Routing: what a router decides for a batch of tokens, and the router registry.
 // Shape legend: N tokens, E experts of the layer.
 //
-//   RouterOptions opt;                       // per-router options, defaults of docs/methods.md
+//   TopPOptions opt;                         // the router's own options (routers/top_p.h)
 //   Routing r = route("top_p", logits, opt, ctx);
 //   // r.weights [N, E] (zero where inactive, differentiable w.r.t. logits), r.mask [N, E]
 //
-// Every router is a pure function of (logits, options, context); capacity limits are applied
-// afterwards by apply_capacity(), the same for every token-choice router.
+// Every router is a pure function of (logits, its options, context) in routers/<name>.{h,cpp},
+// registered there by name with its options struct and traits (one DYNAMOE_REGISTER line);
+// capacity limits are applied afterwards by apply_capacity(), the same for every token-choice
+// router. docs/moe.md "Adding a router" is the recipe.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-namespace dynamoe::moe {
+#include "dynamoe/util/error.h"
+#include "dynamoe/util/options.h"
+#include "dynamoe/util/registry.h"
 
-/// Options of every router (defaults: docs/methods.md section 2).
-struct RouterOptions {
-  double temperature = 1.0;  ///< p = softmax(z / T) for top_k, top_p, threshold, expert_choice
-  // top_k
-  int64_t k = 2;
-  bool top_k_normalize = true;  ///< Mixtral (true) / Switch (false)
-  // top_p
-  double top_p = 0.4;
-  int64_t top_p_min_k = 1;
-  int64_t top_p_max_k = 0;  ///< 0: E
-  bool top_p_normalize = false;
-  // threshold
-  double theta = 0.1;
-  bool threshold_normalize = false;
-  // dynamoe
-  double dynamoe_temperature = 0.5;
-  double dynamoe_sigma = 0.1;  ///< std of the Gaussian noise added to g in training
-  double dynamoe_tau = 0.5;    ///< quantile level
-  // tsallis_hybrid (DynMoLE)
-  double tsallis_q = 1.1;
-  double tsallis_top_p = 0.75;
-  int64_t tsallis_keep_top_k = 2;
-  double tsallis_threshold = 0.9;
-  double tsallis_eps = 1e-5;
-  // expert_choice
-  double expert_choice_capacity = 1.0;  ///< C = ceil(capacity * N * k / E)
-  // common
-  double capacity_factor = 0.0;  ///< 0: dropless; else expert i keeps <= ceil(cf * N * k_mean / E)
-};
+namespace dynamoe::moe {
 
 /// Per-call context.
 struct RouterContext {
@@ -73,24 +50,50 @@ struct Routing {
   int64_t assignments_before_capacity = 0;
 };
 
-using RouterFn = std::function<Routing(const at::Tensor& logits, const RouterOptions&, const RouterContext&)>;
-
 /// What the MoE layer needs to know about a router besides its function.
 struct RouterTraits {
   bool causal = true;            ///< decides each token from that token alone (false: expert_choice)
-  bool own_capacity = false;     ///< sets its own per-expert capacity (moe capacity_factor does not apply)
+  bool own_capacity = false;     ///< sets its own per-expert capacity (moe.capacity_factor does not apply)
   bool needs_token_ids = false;  ///< routes by token id: the layer must be given token_ids (hash)
 };
 
-/// Registers a router under `name` (an Error if the name is taken). The built-in routers of
-/// routers/*.h are registered on first use of the registry.
-void register_router(const std::string& name, RouterFn fn, RouterTraits traits = {});
-/// The traits of the router called `name`; an unknown name is a ConfigError listing valid names.
-RouterTraits router_traits(const std::string& name);
-/// Routes with the router called `name`; an unknown name is a ConfigError listing valid names.
-Routing route(const std::string& name, const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx);
+/// A registered router: default options, the routing function and its traits.
+struct RouterKind {
+  std::function<std::shared_ptr<KindOptions>()> defaults;
+  std::function<Routing(const at::Tensor& logits, const KindOptions& opt, const RouterContext& ctx)> route;
+  RouterTraits traits;
+  /// Active experts per token when the options fix it (top_k: min(k, E)); null when it varies.
+  std::function<double(const KindOptions& opt, int64_t n_experts)> active_per_token;
+};
+
+/// The router registry (routers register themselves in routers/*.cpp).
+Registry<RouterKind>& router_registry();
+
+/// A RouterKind from a typed routing function: fn(logits, const Options&, ctx).
+template <class Options>
+RouterKind router_kind(Routing (*fn)(const at::Tensor&, const Options&, const RouterContext&), RouterTraits traits,
+                       double (*active)(const Options&, int64_t n_experts) = nullptr) {
+  std::function<double(const KindOptions&, int64_t)> per_token;
+  if (active)
+    per_token = [active](const KindOptions& o, int64_t e) { return active(dynamic_cast<const Options&>(o), e); };
+  return {[] { return std::static_pointer_cast<KindOptions>(std::make_shared<Options>()); },
+          [fn](const at::Tensor& z, const KindOptions& o, const RouterContext& c) {
+            const auto* typed = dynamic_cast<const Options*>(&o);
+            DYNAMOE_CHECK(typed != nullptr, "internal: a router was given another router's options");
+            return fn(z, *typed, c);
+          },
+          traits, per_token};
+}
+
+/// Routes with the router called `name` and its options; an unknown name is a ConfigError
+/// listing the valid names.
+Routing route(const std::string& name, const at::Tensor& logits, const KindOptions& opt, const RouterContext& ctx);
+/// The default options of the router called `name`.
+KindChoice router_choice(const std::string& name);
 /// Every registered router name, sorted.
 std::vector<std::string> router_names();
+/// The traits of the router called `name`.
+RouterTraits router_traits(const std::string& name);
 /// Whether a router decides each token from that token alone (false for expert_choice).
 bool router_is_causal(const std::string& name);
 

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/registry.h"
 
 namespace dynamoe::moe {
 
@@ -13,17 +14,6 @@ namespace {
 /// Tolerance for "equal" in rounding and in largest-remainder ties: values computed through
 /// sin() or a division carry ~1e-15 of noise, which must not decide a half-way case or a tie.
 constexpr double kTol = 1e-9;
-
-const std::vector<std::string>& names() {
-  static const std::vector<std::string> n = {"uniform", "descending", "ascending", "pyramid", "hourglass", "wave"};
-  return n;
-}
-
-std::string joined_names() {
-  std::string s;
-  for (const auto& n : names()) s += (s.empty() ? "" : ", ") + n;
-  return s;
-}
 
 /// sin(2 pi r), exact (0, 1, -1) at quarter cycles so that half-way cases are not decided by
 /// the rounding noise of std::sin (sin(2 pi) is -2.4e-16, not 0).
@@ -41,17 +31,32 @@ double sin_2pi(double t) {
 double unrounded(const ScheduleOptions& o, int64_t l, int64_t n_layers) {
   const double den = n_layers > 1 ? static_cast<double>(n_layers - 1) : 1.0;  // x = l / den
   const double num = n_layers > 1 ? static_cast<double>(l) : 0.0;            // x = num / den
-  const double e_min = static_cast<double>(o.e_min), e_max = static_cast<double>(o.e_max);
-  const double d = e_max - e_min;
-  const double tri = den - std::abs(2.0 * num - den);  // (1 - |2x - 1|) * den
-  if (o.name == "uniform") return e_max;
-  if (o.name == "descending") return (e_max * den - d * num) / den;
-  if (o.name == "ascending") return (e_min * den + d * num) / den;
-  if (o.name == "pyramid") return (e_min * den + d * tri) / den;
-  if (o.name == "hourglass") return (e_max * den - d * tri) / den;
-  // wave
+  return schedule_registry().at(o.name).shape(o, num, den);
+}
+
+/// The shapes: with d = e_max - e_min and tri = (1 - |2x - 1|) * den.
+double tri_of(double num, double den) { return den - std::abs(2.0 * num - den); }
+double uniform(const ScheduleOptions& o, double, double) { return static_cast<double>(o.e_max); }
+double descending(const ScheduleOptions& o, double num, double den) {
+  return (o.e_max * den - (o.e_max - o.e_min) * num) / den;
+}
+double ascending(const ScheduleOptions& o, double num, double den) {
+  return (o.e_min * den + (o.e_max - o.e_min) * num) / den;
+}
+double pyramid(const ScheduleOptions& o, double num, double den) {
+  return (o.e_min * den + (o.e_max - o.e_min) * tri_of(num, den)) / den;
+}
+double hourglass(const ScheduleOptions& o, double num, double den) {
+  return (o.e_max * den - (o.e_max - o.e_min) * tri_of(num, den)) / den;
+}
+double wave(const ScheduleOptions& o, double num, double den) {
   const double t = (o.wave_frequency * num) / den;  // f x
-  return (e_min + e_max) / 2.0 + d / 2.0 * sin_2pi(t);
+  return (o.e_min + o.e_max) / 2.0 + (o.e_max - o.e_min) / 2.0 * sin_2pi(t);
+}
+
+ScheduleKind shape_without_options(double (*f)(const ScheduleOptions&, double, double)) {
+  return {[] { return std::static_pointer_cast<KindOptions>(std::make_shared<NoOptions>()); },
+          [](const KindOptions&, ScheduleOptions&) {}, f};
 }
 
 /// Nearest integer, half-way cases up (= std::round for the positive values here); values
@@ -120,11 +125,46 @@ std::vector<int64_t> apportion(const std::vector<double>& v, int64_t total) {
 
 }  // namespace
 
-std::vector<std::string> schedule_names() { return names(); }
+void WaveOptions::visit(OptionVisitor& v) {
+  v.real("frequency", frequency, "wave schedule: cycles over the depth", 0.0);
+}
+
+Registry<ScheduleKind>& schedule_registry() {
+  static Registry<ScheduleKind> reg("schedule");
+  return reg;
+}
+
+DYNAMOE_REGISTER(schedule_registry(), "uniform", shape_without_options(uniform));
+DYNAMOE_REGISTER(schedule_registry(), "descending", shape_without_options(descending));
+DYNAMOE_REGISTER(schedule_registry(), "ascending", shape_without_options(ascending));
+DYNAMOE_REGISTER(schedule_registry(), "pyramid", shape_without_options(pyramid));
+DYNAMOE_REGISTER(schedule_registry(), "hourglass", shape_without_options(hourglass));
+DYNAMOE_REGISTER(schedule_registry(), "wave",
+                 (ScheduleKind{[] { return std::static_pointer_cast<KindOptions>(std::make_shared<WaveOptions>()); },
+                               [](const KindOptions& k, ScheduleOptions& o) {
+                                 o.wave_frequency = dynamic_cast<const WaveOptions&>(k).frequency;
+                               },
+                               wave}));
+
+std::vector<std::string> schedule_names() { return schedule_registry().names(); }
+
+ScheduleOptions schedule_options(const KindChoice& choice, int64_t e_min, int64_t e_max, int64_t total_experts) {
+  ScheduleOptions o;
+  o.name = choice.kind();
+  o.e_min = e_min;
+  o.e_max = e_max;
+  o.total_experts = total_experts;
+  schedule_registry().at(choice.kind()).configure(choice.options(), o);
+  return o;
+}
+
+KindChoice schedule_choice(const std::string& name) {
+  return KindChoice(name, schedule_registry().at(name).defaults());
+}
 
 std::vector<int64_t> schedule_experts(const ScheduleOptions& o, int64_t n_layers) {
-  if (std::find(names().begin(), names().end(), o.name) == names().end())
-    throw ConfigError(str("schedule: unknown name '", o.name, "' (valid: ", joined_names(), ")"));
+  if (!schedule_registry().contains(o.name))
+    throw ConfigError(str("schedule: unknown name '", o.name, "' (valid: ", schedule_registry().joined(), ")"));
   if (o.e_min < 1) throw ConfigError(str("schedule: e_min = ", o.e_min, " is out of range (must be >= 1)"));
   if (o.e_min > o.e_max)
     throw ConfigError(str("schedule: e_min = ", o.e_min, " is greater than e_max = ", o.e_max));

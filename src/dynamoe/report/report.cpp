@@ -452,7 +452,7 @@ json results_table(const std::vector<Group>& groups, bool lm) {
 const RunData* gallery_run(const Group& g) {
   const RunData* pick = nullptr;
   for (const RunData* r : g.runs)
-    if (r->summary && r->config && r->config->model.kind.rfind("moe_", 0) == 0 && r->config->moe.router != "top_k") {
+    if (r->summary && r->config && r->config->model.kind.rfind("moe_", 0) == 0 && r->config->moe.router.kind() != "top_k") {
       pick = r;
       break;
     }
@@ -510,7 +510,7 @@ json gallery_item(const Group& g, const RunData* pick, const ImageRouting& ir, i
   const std::string title = gallery_title(g);
   json item = {{"title", title},
                {"run", pick->name},
-               {"router", pick->config->moe.router},
+               {"router", pick->config->moe.router.kind()},
                {"layers", ir.active_per_layer.size()},
                {"images", ir.labels.size()},
                {"spread", {{"min", *amin}, {"max", *amax}, {"mean", mean(ir.active)}}},

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "dynamoe/io/checkpoint.h"
+#include "dynamoe/moe/routing.h"
 #include "dynamoe/sweep/model_info.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
@@ -479,13 +480,10 @@ void Runner::dry_run() {
       const config::MoEConfig& m = configs_[i].moe;
       std::vector<double> act;
       bool known = true;
+      const auto& per_token = moe::router_registry().at(m.router.kind()).active_per_token;
       for (int64_t e : info->experts) {
-        if (m.router == "top_k" || m.router == "random" || m.router == "hash") {
-          act.push_back(static_cast<double>(std::min<int64_t>(m.router == "hash" ? 1 : m.k, e)));
-        } else if (m.router == "dynamoe" && !m.schedule_k_max) {
-          // Strict rule g > t, t the tau-quantile of the E values (linear): E - 1 - floor(tau (E - 1)), barring ties.
-          const double pos = m.dynamoe_tau * static_cast<double>(e - 1);
-          act.push_back(std::max<double>(1, static_cast<double>(e) - 1 - std::floor(pos)));
+        if (per_token && !m.layers.k_max) {
+          act.push_back(per_token(m.router.options(), e));
         } else {
           known = false;
         }

@@ -78,10 +78,13 @@ void check_overrides(const std::vector<std::string>& overrides, const YAML::Node
   }
 }
 
-/// The last component of a dotted key ("moe.schedule" -> "schedule").
+/// The axis name of a dotted key: its last component ("moe.layers.schedule" -> "schedule"), or
+/// the group's name for a kind ("moe.gate.kind" -> "gate").
 std::string leaf(const std::string& key) {
   const size_t dot = key.rfind('.');
-  return dot == std::string::npos ? key : key.substr(dot + 1);
+  if (dot == std::string::npos) return key;
+  const std::string last = key.substr(dot + 1);
+  return last == "kind" ? leaf(key.substr(0, dot)) : last;
 }
 
 Axis parse_axis(const std::string& name, const YAML::Node& node, const Context& ctx) {

@@ -18,13 +18,13 @@ namespace dynamoe::sweep {
 /// One value of an axis: its label (used in run names and reports) and the overrides it sets.
 struct AxisValue {
   std::string label;
-  std::vector<std::string> overrides;  ///< "key=value", e.g. "moe.schedule=descending"
+  std::vector<std::string> overrides;  ///< "key=value", e.g. "moe.layers.schedule=descending"
 };
 
 /// One axis of a grid: a config key with a list of values, or a name with named values.
 struct Axis {
-  std::string name;  ///< "schedule" for `moe.schedule: [...]` (the key's last part), "size" for `size: {...}`
-  std::string key;   ///< the config key of a plain list axis ("moe.schedule"); "" for named values
+  std::string name;  ///< "schedule" for `moe.layers.schedule: [...]` (the key's last part; "gate" for `moe.gate.kind`), "size" for `size: {...}`
+  std::string key;   ///< the config key of a plain list axis ("moe.layers.schedule"); "" for named values
   std::vector<AxisValue> values;
 };
 

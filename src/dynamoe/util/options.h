@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,8 @@ class KindChoice {
   KindChoice& operator=(KindChoice&&) = default;
 
   const std::string& kind() const { return kind_; }
+  /// The kind's name, writable by the config schema, which sets it to the kind it was built for.
+  std::string& kind_for_schema() { return kind_; }
   /// The options (never null once set from a registry).
   KindOptions& options() const { return *options_; }
   bool has_options() const { return options_ != nullptr; }
@@ -90,5 +93,11 @@ class KindChoice {
   std::string kind_;
   std::shared_ptr<KindOptions> options_;
 };
+
+/// A KindChoice holding a copy of `options`: kind_choice("top_k", TopKOptions{...}).
+template <class T>
+KindChoice kind_choice(std::string kind, T options) {
+  return KindChoice(std::move(kind), std::make_shared<T>(std::move(options)));
+}
 
 }  // namespace dynamoe

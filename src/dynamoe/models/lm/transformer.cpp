@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <tuple>
+
 #include "dynamoe/models/classifier.h"
 #include "dynamoe/models/moe_options.h"
 #include "dynamoe/moe/schedule.h"
@@ -68,19 +70,7 @@ TransformerLMImpl::TransformerLMImpl(const config::Config& cfg, int64_t vocab_si
   for (int64_t l = 0; l < c.layers; ++l) n_moe += block_is_moe(c, l);
   std::vector<int64_t> k_max(n_moe, 0);
   if (n_moe > 0) {
-    moe::ScheduleOptions so;
-    so.name = cfg.moe.schedule;
-    so.e_min = cfg.moe.e_min;
-    so.e_max = cfg.moe.e_max;
-    so.total_experts = cfg.moe.total_experts;
-    so.wave_frequency = cfg.moe.wave_frequency;
-    experts_ = moe::schedule_experts(so, n_moe);
-    if (cfg.moe.schedule_k_max) {
-      so.e_min = cfg.moe.k_max_min;
-      so.e_max = cfg.moe.k_max_max;
-      so.total_experts = 0;
-      k_max = moe::schedule_experts(so, n_moe);
-    }
+    std::tie(experts_, k_max) = experts_and_k_max(cfg.moe, n_moe);
   }
   tok_emb_ = register_module("tok_emb", torch::nn::Embedding(vocab_size, dim_));
   torch::nn::init::normal_(tok_emb_->weight, 0.0, 0.02);

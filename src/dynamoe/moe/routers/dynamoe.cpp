@@ -2,26 +2,38 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include <limits>
 
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/registry.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
 
-Routing dynamoe_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx) {
+void DynamoeOptions::visit(OptionVisitor& v) {
+  v.real("temperature", temperature, "g = softmax(z / T)", 0.0, 100.0, true);
+  v.real("sigma", sigma, "std of the training noise on g", 0.0);
+  v.real("tau", tau, "quantile level of the per-token threshold", 0.0, 1.0);
+}
+
+namespace functional {
+
+Routing dynamoe_route(const at::Tensor& logits, const DynamoeOptions& opt, const RouterContext& ctx) {
   check_logits(logits, "dynamoe");
-  const double temperature = opt.dynamoe_temperature;
+  const double temperature = opt.temperature;
   DYNAMOE_CHECK(temperature > 0, "router dynamoe: temperature must be > 0, got ", temperature);
-  DYNAMOE_CHECK(opt.dynamoe_tau >= 0 && opt.dynamoe_tau <= 1, "router dynamoe: tau must be in [0, 1], got ",
-                opt.dynamoe_tau);
-  DYNAMOE_CHECK(opt.dynamoe_sigma >= 0, "router dynamoe: sigma must be >= 0, got ", opt.dynamoe_sigma);
+  DYNAMOE_CHECK(opt.tau >= 0 && opt.tau <= 1, "router dynamoe: tau must be in [0, 1], got ",
+                opt.tau);
+  DYNAMOE_CHECK(opt.sigma >= 0, "router dynamoe: sigma must be >= 0, got ", opt.sigma);
 
   at::Tensor g = at::softmax(logits / temperature, -1);  // [N, E]
   at::Tensor noise;                                       // [N, E], a constant
-  if (ctx.training && opt.dynamoe_sigma > 0) {
+  if (ctx.training && opt.sigma > 0) {
     c10::optional<at::Generator> gen;
     if (ctx.generator) gen = *ctx.generator;
-    noise = at::randn(g.sizes(), gen, g.options().requires_grad(false)) * opt.dynamoe_sigma;
+    noise = at::randn(g.sizes(), gen, g.options().requires_grad(false)) * opt.sigma;
     g = g + noise;
   }
   at::Tensor g_sel = g.detach();
@@ -32,7 +44,7 @@ Routing dynamoe_route(const at::Tensor& logits, const RouterOptions& opt, const 
 
   // [N, 1]; at::quantile refuses an empty input, so an empty batch takes an empty column.
   at::Tensor t = g_sel.size(0) == 0 ? g_sel.narrow(1, 0, 1)
-                                    : at::quantile(g_sel, opt.dynamoe_tau, /*dim=*/-1, /*keepdim=*/true, "linear");
+                                    : at::quantile(g_sel, opt.tau, /*dim=*/-1, /*keepdim=*/true, "linear");
   at::Tensor mask = g_sel > t;                                                                 // [N, E]
   at::Tensor rank = descending_ranks(g_sel);                                                   // [N, E]
   at::Tensor empty = mask.any(-1, /*keepdim=*/true).logical_not();                            // [N, 1]
@@ -45,4 +57,13 @@ Routing dynamoe_route(const at::Tensor& logits, const RouterOptions& opt, const 
   return make_routing(logits, g, weights, mask);
 }
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+
+DYNAMOE_REGISTER(router_registry(), "dynamoe", router_kind<DynamoeOptions>(functional::dynamoe_route, {},
+                 [](const DynamoeOptions& o, int64_t e) {
+                   // Strict rule g > t, t the tau-quantile of the E values (linear): E - 1 - floor(tau (E - 1)),
+                   // barring ties; at least one expert.
+                   return std::max<double>(1, static_cast<double>(e) - 1 - std::floor(o.tau * static_cast<double>(e - 1)));
+                 }));
+
+}  // namespace dynamoe::moe

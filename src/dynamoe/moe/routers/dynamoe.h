@@ -2,10 +2,10 @@
 // dynamoe router (DynaMoE, arXiv 2603.01697): a per-token quantile threshold.
 // Shape legend: N tokens, E experts.
 //
-//   g = softmax(z / T)                                  T = opt.dynamoe_temperature (0.5)
-//   g = g + sigma * eps, eps ~ N(0, 1)                  training only; sigma = opt.dynamoe_sigma,
+//   g = softmax(z / T)                                  T = opt.temperature (0.5)
+//   g = g + sigma * eps, eps ~ N(0, 1)                  training only; sigma = opt.sigma,
 //                                                       drawn from ctx.generator when set
-//   t = quantile_tau(g_1..g_E)                          tau = opt.dynamoe_tau; linear interpolation
+//   t = quantile_tau(g_1..g_E)                          tau = opt.tau; linear interpolation
 //                                                       between order statistics (torch.quantile)
 //   S = { i : g_i > t }, or { argmax g } when empty; then at most ctx.k_max (if > 0), keeping
 //       the largest g
@@ -18,11 +18,23 @@
 #include <ATen/core/Tensor.h>
 
 #include "dynamoe/moe/routing.h"
+#include "dynamoe/util/options.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
+
+/// Options of the dynamoe router (config: moe.router.* with moe.router.kind = dynamoe).
+struct DynamoeOptions : KindOptionsOf<DynamoeOptions> {
+  double temperature = 0.5;  ///< g = softmax(z / T)
+  double sigma = 0.1;  ///< std of the training noise on g
+  double tau = 0.5;  ///< quantile level of the per-token threshold
+  void visit(OptionVisitor& v) override;
+};
+
+namespace functional {
 
 /// Routes every token to the experts above its own tau-quantile of g; weights differentiable
 /// w.r.t. logits [N, E].
-Routing dynamoe_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx);
+Routing dynamoe_route(const at::Tensor& logits, const DynamoeOptions& opt, const RouterContext& ctx);
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+}  // namespace dynamoe::moe

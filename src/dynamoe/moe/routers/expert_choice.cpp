@@ -6,20 +6,29 @@
 #include <cmath>
 
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/registry.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
 
-int64_t expert_choice_capacity(const RouterOptions& opt, int64_t n_tokens, int64_t n_experts) {
-  DYNAMOE_CHECK(opt.expert_choice_capacity > 0, "router expert_choice: capacity must be > 0, got ",
-                opt.expert_choice_capacity);
+void ExpertChoiceOptions::visit(OptionVisitor& v) {
+  v.real("temperature", temperature, "p = softmax(z / T)", 0.0, 100.0, true);
+  v.integer("k", k, "mean experts per token: C = ceil(capacity * N * k / E)", 1);
+  v.real("capacity", capacity, "capacity factor c of each expert", 0.0, 1e6, true);
+}
+
+namespace functional {
+
+int64_t expert_choice_capacity(const ExpertChoiceOptions& opt, int64_t n_tokens, int64_t n_experts) {
+  DYNAMOE_CHECK(opt.capacity > 0, "router expert_choice: capacity must be > 0, got ",
+                opt.capacity);
   DYNAMOE_CHECK(opt.k >= 1, "router expert_choice: k must be >= 1, got ", opt.k);
-  const double x = opt.expert_choice_capacity * static_cast<double>(n_tokens) * static_cast<double>(opt.k) /
+  const double x = opt.capacity * static_cast<double>(n_tokens) * static_cast<double>(opt.k) /
                    static_cast<double>(n_experts);
   const int64_t c = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(x * (1.0 - 1e-9))));
   return std::min(c, n_tokens);
 }
 
-Routing expert_choice_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext&) {
+Routing expert_choice_route(const at::Tensor& logits, const ExpertChoiceOptions& opt, const RouterContext&) {
   check_logits(logits, "expert_choice");
   DYNAMOE_CHECK(opt.temperature > 0, "router expert_choice: temperature must be > 0, got ", opt.temperature);
   const int64_t capacity = expert_choice_capacity(opt, logits.size(0), logits.size(1));
@@ -33,4 +42,8 @@ Routing expert_choice_route(const at::Tensor& logits, const RouterOptions& opt, 
   return make_routing(logits, p, weights, mask);
 }
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+
+DYNAMOE_REGISTER(router_registry(), "expert_choice", router_kind<ExpertChoiceOptions>(functional::expert_choice_route, {/*causal=*/false, /*own_capacity=*/true}));
+
+}  // namespace dynamoe::moe

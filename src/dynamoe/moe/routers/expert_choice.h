@@ -3,7 +3,7 @@
 // Shape legend: N tokens, E experts.
 //
 //   p = softmax(z / T)                                  T = opt.temperature (over experts, per token)
-//   C = min(N, max(1, ceil(capacity * N * k / E)))      capacity = opt.expert_choice_capacity, k = opt.k
+//   C = min(N, max(1, ceil(capacity * N * k / E)))      capacity = opt.capacity, k = opt.k
 //   expert i takes the C tokens with the largest p_{t,i}; a token may get 0..E experts
 //   w_{t,i} = p_{t,i} for the chosen pairs, 0 elsewhere
 //
@@ -13,13 +13,25 @@
 #include <ATen/core/Tensor.h>
 
 #include "dynamoe/moe/routing.h"
+#include "dynamoe/util/options.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
+
+/// Options of the expert_choice router (config: moe.router.* with moe.router.kind = expert_choice).
+struct ExpertChoiceOptions : KindOptionsOf<ExpertChoiceOptions> {
+  double temperature = 1.0;  ///< p = softmax(z / T)
+  int64_t k = 2;  ///< mean experts per token: C = ceil(capacity * N * k / E)
+  double capacity = 1.0;  ///< capacity factor c of each expert
+  void visit(OptionVisitor& v) override;
+};
+
+namespace functional {
 
 /// The capacity C of each expert for a batch of n_tokens (see the formula above).
-int64_t expert_choice_capacity(const RouterOptions& opt, int64_t n_tokens, int64_t n_experts);
+int64_t expert_choice_capacity(const ExpertChoiceOptions& opt, int64_t n_tokens, int64_t n_experts);
 
 /// Lets every expert choose its C most probable tokens; weights differentiable w.r.t. logits [N, E].
-Routing expert_choice_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx);
+Routing expert_choice_route(const at::Tensor& logits, const ExpertChoiceOptions& opt, const RouterContext& ctx);
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+}  // namespace dynamoe::moe

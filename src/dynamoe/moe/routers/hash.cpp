@@ -2,9 +2,19 @@
 
 #include <torch/torch.h>
 
-#include "dynamoe/util/error.h"
+#include <algorithm>
+#include <cmath>
 
-namespace dynamoe::moe::functional {
+#include "dynamoe/util/error.h"
+#include "dynamoe/util/registry.h"
+
+namespace dynamoe::moe {
+
+void HashOptions::visit(OptionVisitor& v) {
+  (void)v;
+}
+
+namespace functional {
 
 uint64_t splitmix64(uint64_t x) {
   uint64_t z = x + 0x9E3779B97F4A7C15ULL;
@@ -13,7 +23,7 @@ uint64_t splitmix64(uint64_t x) {
   return z ^ (z >> 31);
 }
 
-Routing hash_route(const at::Tensor& logits, const RouterOptions&, const RouterContext& ctx) {
+Routing hash_route(const at::Tensor& logits, const HashOptions&, const RouterContext& ctx) {
   check_logits(logits, "hash");
   const int64_t n_tokens = logits.size(0);
   const int64_t n_experts = logits.size(1);
@@ -37,4 +47,9 @@ Routing hash_route(const at::Tensor& logits, const RouterOptions&, const RouterC
   return make_routing(logits, at::softmax(logits, -1), weights, mask);
 }
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+
+DYNAMOE_REGISTER(router_registry(), "hash", router_kind<HashOptions>(functional::hash_route, {/*causal=*/true, /*own_capacity=*/false, /*needs_token_ids=*/true},
+                 [](const HashOptions&, int64_t) { return 1.0; }));
+
+}  // namespace dynamoe::moe

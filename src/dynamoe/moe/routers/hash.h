@@ -15,13 +15,22 @@
 #include <cstdint>
 
 #include "dynamoe/moe/routing.h"
+#include "dynamoe/util/options.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
+
+/// Options of the hash router (config: moe.router.* with moe.router.kind = hash).
+struct HashOptions : KindOptionsOf<HashOptions> {
+  void visit(OptionVisitor& v) override;
+};
+
+namespace functional {
 
 /// The splitmix64 finaliser (see above); splitmix64(0) == 0xE220A8397B1DCDAF.
 uint64_t splitmix64(uint64_t x);
 
 /// Routes token t to expert splitmix64(token_ids[t]) mod E with weight 1.
-Routing hash_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx);
+Routing hash_route(const at::Tensor& logits, const HashOptions& opt, const RouterContext& ctx);
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+}  // namespace dynamoe::moe

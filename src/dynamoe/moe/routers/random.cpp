@@ -5,10 +5,17 @@
 #include <algorithm>
 
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/registry.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
 
-Routing random_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx) {
+void RandomOptions::visit(OptionVisitor& v) {
+  v.integer("k", k, "experts per token", 1);
+}
+
+namespace functional {
+
+Routing random_route(const at::Tensor& logits, const RandomOptions& opt, const RouterContext& ctx) {
   check_logits(logits, "random");
   DYNAMOE_CHECK(opt.k >= 1, "router random: k must be >= 1, got ", opt.k);
   const int64_t k = std::min(opt.k, logits.size(1));
@@ -23,4 +30,9 @@ Routing random_route(const at::Tensor& logits, const RouterOptions& opt, const R
   return make_routing(logits, at::softmax(logits, -1), weights, mask);
 }
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+
+DYNAMOE_REGISTER(router_registry(), "random", router_kind<RandomOptions>(functional::random_route, {},
+                 [](const RandomOptions& o, int64_t e) { return static_cast<double>(std::min(o.k, e)); }));
+
+}  // namespace dynamoe::moe

@@ -12,10 +12,20 @@
 #include <ATen/core/Tensor.h>
 
 #include "dynamoe/moe/routing.h"
+#include "dynamoe/util/options.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
+
+/// Options of the random router (config: moe.router.* with moe.router.kind = random).
+struct RandomOptions : KindOptionsOf<RandomOptions> {
+  int64_t k = 2;  ///< experts per token
+  void visit(OptionVisitor& v) override;
+};
+
+namespace functional {
 
 /// Routes every token to k experts drawn uniformly without replacement, each with weight 1/k.
-Routing random_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx);
+Routing random_route(const at::Tensor& logits, const RandomOptions& opt, const RouterContext& ctx);
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+}  // namespace dynamoe::moe

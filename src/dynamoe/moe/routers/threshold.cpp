@@ -3,10 +3,19 @@
 #include <torch/torch.h>
 
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/registry.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
 
-Routing threshold_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx) {
+void ThresholdOptions::visit(OptionVisitor& v) {
+  v.real("temperature", temperature, "p = softmax(z / T)", 0.0, 100.0, true);
+  v.real("theta", theta, "S = {i : p_i >= theta}", 0.0, 1.0);
+  v.flag("normalize", normalize, "renormalise the selected weights");
+}
+
+namespace functional {
+
+Routing threshold_route(const at::Tensor& logits, const ThresholdOptions& opt, const RouterContext& ctx) {
   check_logits(logits, "threshold");
   DYNAMOE_CHECK(opt.temperature > 0, "router threshold: temperature must be > 0, got ", opt.temperature);
 
@@ -17,8 +26,12 @@ Routing threshold_route(const at::Tensor& logits, const RouterOptions& opt, cons
   at::Tensor top1 = descending_ranks(p_sel) == 0;                                     // [N, E] argmax
   mask = mask.logical_or(top1.logical_and(empty));
   at::Tensor weights = p.masked_fill(mask.logical_not(), 0);
-  if (opt.threshold_normalize) weights = weights / weights.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
+  if (opt.normalize) weights = weights / weights.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
   return make_routing(logits, p, weights, mask);
 }
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+
+DYNAMOE_REGISTER(router_registry(), "threshold", router_kind<ThresholdOptions>(functional::threshold_route, {}));
+
+}  // namespace dynamoe::moe

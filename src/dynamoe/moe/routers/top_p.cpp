@@ -5,30 +5,45 @@
 #include <algorithm>
 
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/registry.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
 
-Routing top_p_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx) {
+void TopPOptions::visit(OptionVisitor& v) {
+  v.real("temperature", temperature, "p = softmax(z / T)", 0.0, 100.0, true);
+  v.real("p", p, "cumulative probability to reach", 0.0, 1.0, true);
+  v.integer("min_k", min_k, "at least this many experts", 1);
+  v.integer("max_k", max_k, "at most this many experts (0: E)", 0);
+  v.flag("normalize", normalize, "renormalise the selected weights");
+}
+
+namespace functional {
+
+Routing top_p_route(const at::Tensor& logits, const TopPOptions& opt, const RouterContext& ctx) {
   check_logits(logits, "top_p");
   DYNAMOE_CHECK(opt.temperature > 0, "router top_p: temperature must be > 0, got ", opt.temperature);
-  DYNAMOE_CHECK(opt.top_p_min_k >= 0 && opt.top_p_max_k >= 0, "router top_p: min_k and max_k must be >= 0, got ",
-                opt.top_p_min_k, " and ", opt.top_p_max_k);
+  DYNAMOE_CHECK(opt.min_k >= 0 && opt.max_k >= 0, "router top_p: min_k and max_k must be >= 0, got ",
+                opt.min_k, " and ", opt.max_k);
   const int64_t n_experts = logits.size(1);
-  int64_t max_k = opt.top_p_max_k == 0 ? n_experts : std::min(opt.top_p_max_k, n_experts);
+  int64_t max_k = opt.max_k == 0 ? n_experts : std::min(opt.max_k, n_experts);
   if (ctx.k_max > 0) max_k = std::min(max_k, ctx.k_max);
-  const int64_t min_k = std::min(std::max<int64_t>(opt.top_p_min_k, 1), max_k);
+  const int64_t min_k = std::min(std::max<int64_t>(opt.min_k, 1), max_k);
 
   at::Tensor p = at::softmax(logits / opt.temperature, -1);                          // [N, E]
   at::Tensor p_sel = at::softmax(selection_logits(logits, ctx) / opt.temperature, -1);  // [N, E]
   auto [sorted, order] = at::sort(p_sel, /*stable=*/true, -1, /*descending=*/true);   // [N, E]
   // Positions whose cumulative sum is still below top_p form a prefix; the next one crosses.
-  at::Tensor m = (sorted.cumsum(-1) < opt.top_p).sum(-1, /*keepdim=*/true) + 1;     // [N, 1]
+  at::Tensor m = (sorted.cumsum(-1) < opt.p).sum(-1, /*keepdim=*/true) + 1;     // [N, 1]
   m = m.clamp_min(min_k).clamp_max(max_k);
   at::Tensor in_prefix = at::arange(n_experts, order.options()).unsqueeze(0) < m;  // [N, E] sorted order
   at::Tensor mask = at::zeros_like(in_prefix).scatter(1, order, in_prefix);         // [N, E] expert order
   at::Tensor weights = p.masked_fill(mask.logical_not(), 0);
-  if (opt.top_p_normalize) weights = weights / weights.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
+  if (opt.normalize) weights = weights / weights.sum(-1, /*keepdim=*/true).clamp_min(1e-30);
   return make_routing(logits, p, weights, mask);
 }
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+
+DYNAMOE_REGISTER(router_registry(), "top_p", router_kind<TopPOptions>(functional::top_p_route, {}));
+
+}  // namespace dynamoe::moe

@@ -6,7 +6,7 @@
 //   sort p descending: p_(1) >= p_(2) >= ...
 //   M_(j) = [p_(1) + ... + p_(j) <= top_p] or [j <= keep_top_k]    (the crossing expert is NOT
 //                                                       included, unlike the top_p router)
-//   H_q = (1 - sum_i (p_i + eps)^q) / (q - 1)           q = opt.tsallis_q, eps = opt.tsallis_eps
+//   H_q = (1 - sum_i (p_i + eps)^q) / (q - 1)           q = opt.q, eps = opt.eps
 //   H_max = (1 - E^(1 - q)) / (q - 1)
 //   H_norm = H_q / H_max                                (|q - 1| < 1e-9: -sum_i p_i log p_i / log E,
 //                                                       exact, without eps; E = 1: H_norm = 0)
@@ -20,10 +20,24 @@
 #include <ATen/core/Tensor.h>
 
 #include "dynamoe/moe/routing.h"
+#include "dynamoe/util/options.h"
 
-namespace dynamoe::moe::functional {
+namespace dynamoe::moe {
+
+/// Options of the tsallis_hybrid router (config: moe.router.* with moe.router.kind = tsallis_hybrid).
+struct TsallisHybridOptions : KindOptionsOf<TsallisHybridOptions> {
+  double q = 1.1;  ///< entropic index q
+  double p = 0.75;  ///< top-p mass
+  double threshold = 0.9;  ///< H_norm above which every expert is active
+  double eps = 1e-5;  ///< eps in (p + eps)^q
+  int64_t keep_top_k = 2;  ///< experts always kept
+  void visit(OptionVisitor& v) override;
+};
+
+namespace functional {
 
 /// Routes every token with DynMoLE's hybrid rule; weights and h_norm differentiable w.r.t. logits.
-Routing tsallis_hybrid_route(const at::Tensor& logits, const RouterOptions& opt, const RouterContext& ctx);
+Routing tsallis_hybrid_route(const at::Tensor& logits, const TsallisHybridOptions& opt, const RouterContext& ctx);
 
-}  // namespace dynamoe::moe::functional
+}  // namespace functional
+}  // namespace dynamoe::moe
