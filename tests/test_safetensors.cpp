@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "dynamoe/io/safetensors.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/json_text.h"
 #include "test_util.h"
 
 using namespace dynamoe;
@@ -107,4 +109,51 @@ TEST(Safetensors, PythonTorchReadsTheSameTensors) {
                                 (tmp / "t.safetensors") + " " + (tmp / "expected.txt"));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("8 tensors equal"), std::string::npos) << r.output;
+}
+
+namespace {
+
+/// A safetensors file whose one tensor has a `shape` nested `depth` arrays deep around a 0.
+std::string deeply_nested_shape(int depth) {
+  const std::string header = "{\"w\":{\"dtype\":\"F32\",\"shape\":[" + std::string(depth, '[') + "0" +
+                             std::string(depth, ']') + "],\"data_offsets\":[0,0]}}";
+  std::string bytes(8, '\0');
+  const uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return bytes + header;
+}
+
+}  // namespace
+
+// A hostile header nested 100,000 levels deep (200 KB) crashed every reader with a stack overflow
+// while it built its error message; it is now a one-line error, from the library and the CLI.
+TEST(Safetensors, DeeplyNestedHeaderIsAnErrorNotACrash) {
+  const std::string bytes = deeply_nested_shape(100000);
+  testutil::expect_error([&] { io::parse_safetensors(bytes, "deep.safetensors"); },
+                         {"deep.safetensors", "nested deeper than 64 levels"});
+  // Nesting within the limit reaches the shape check, whose message shows a short excerpt.
+  testutil::expect_error([&] { io::parse_safetensors(deeply_nested_shape(40), "d40.safetensors"); },
+                         {"d40.safetensors", "bad shape entry [[[[[...]]]]]"});
+
+  testutil::TempDir dir;
+  const std::string path = dir.file("deep.safetensors");
+  write_file_atomic(path, bytes);
+  const auto r = testutil::run_command(testutil::cli() + " moe-apply --config " + testutil::source_dir() +
+                                       "/configs/demo.yaml --input " + path + " --out " + dir.file("out.safetensors"));
+  EXPECT_TRUE(r.exit_code == 1 || r.exit_code == 2) << r.exit_code << " " << r.output;  // not 139 (SIGSEGV)
+  EXPECT_NE(r.output.find("nested deeper than 64 levels"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out.safetensors")));
+}
+
+TEST(JsonText, ExcerptsAreShortAndNeverDeep) {
+  nlohmann::json deep = 1;
+  for (int i = 0; i < 100000; ++i) deep = nlohmann::json::array({std::move(deep)});
+  EXPECT_EQ(json_excerpt(deep), "[[[[[...]]]]]");
+  EXPECT_EQ(json_excerpt(nlohmann::json{{"a", 1}, {"b", "x"}}), "{\"a\":1,\"b\":\"x\"}");
+  const std::string long_one = json_excerpt(nlohmann::json(std::vector<int>(1000, 7)), 20);
+  EXPECT_EQ(long_one.size(), 23u);
+  EXPECT_EQ(long_one.substr(20), "...");
+  EXPECT_THROW(parse_json("[[1]]", "x", 1), Error);
+  EXPECT_EQ(parse_json("[[1]]", "x", 2), nlohmann::json::parse("[[1]]"));
+  testutil::expect_error([] { parse_json("{\"a\":", "m.json"); }, {"m.json", "invalid JSON"});
 }

@@ -8,6 +8,7 @@
 #include "dynamoe/moe/routers/top_k.h"
 #include "dynamoe/moe/routers/tsallis_hybrid.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/json_text.h"
 
 namespace dynamoe::adapters {
 
@@ -95,7 +96,7 @@ class FromJson : public OptionVisitor {
     try {
       out = j_.at(n).get<T>();
     } catch (const nlohmann::json::exception&) {
-      throw ConfigError(str("lora mixture: field 'routing.", n, "' = ", j_.at(n).dump(), " has the wrong type"));
+      throw ConfigError(str("lora mixture: field 'routing.", n, "' = ", json_excerpt(j_.at(n)), " has the wrong type"));
     }
   }
   nlohmann::json j_;  // a copy: the caller's object may be a temporary
@@ -126,7 +127,7 @@ LoraMixtureOptions LoraMixtureOptions::from_json(const nlohmann::json& j) {
     try {
       out = obj.at(key).get<std::decay_t<decltype(out)>>();
     } catch (const nlohmann::json::exception&) {
-      throw ConfigError(str("lora mixture: field '", field, "' = ", obj.at(key).dump(), " has the wrong type"));
+      throw ConfigError(str("lora mixture: field '", field, "' = ", json_excerpt(obj.at(key)), " has the wrong type"));
     }
   };
   int64_t rank = 0;

@@ -9,6 +9,7 @@
 
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/json_text.h"
 
 namespace dynamoe::eval {
 
@@ -32,7 +33,7 @@ std::vector<MultipleChoiceItem> read_multiple_choice(const std::string& path) {
     it.context = j["context"].get<std::string>();
     if (!j.contains("choices") || !j["choices"].is_array()) throw Error(str(where, ": 'choices' must be a list of strings"));
     for (const auto& c : j["choices"]) {
-      if (!c.is_string()) throw Error(str(where, ": 'choices' must be a list of strings, found ", c.dump()));
+      if (!c.is_string()) throw Error(str(where, ": 'choices' must be a list of strings, found ", json_excerpt(c)));
       it.choices.push_back(c.get<std::string>());
     }
     if (it.choices.size() < 2) throw Error(str(where, ": 'choices' has ", it.choices.size(), " entries; at least 2 are needed"));

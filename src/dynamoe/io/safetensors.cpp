@@ -7,6 +7,7 @@
 
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/json_text.h"
 
 namespace dynamoe::io {
 namespace {
@@ -89,12 +90,8 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
                 " exceeds the file size ", bytes.size(), " (truncated or not safetensors)");
   const uint64_t data_start = 8 + hlen;
   const uint64_t data_size = bytes.size() - data_start;
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + static_cast<std::ptrdiff_t>(data_start));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(str(where, ": invalid safetensors header JSON: ", e.what()));
-  }
+  const nlohmann::json header =
+      parse_json(std::string_view(bytes).substr(8, hlen), str(where, ": safetensors header"));
   DYNAMOE_CHECK(header.is_object(), where, ": safetensors header is not a JSON object");
   std::vector<std::pair<uint64_t, std::string>> order;
   uint64_t covered = 0;
@@ -117,7 +114,7 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
     std::vector<int64_t> shape;
     uint64_t numel = 1;
     for (const auto& d : e["shape"]) {
-      DYNAMOE_CHECK(d.is_number_unsigned(), where, ": tensor '", name, "' has a bad shape entry ", d.dump());
+      DYNAMOE_CHECK(d.is_number_unsigned(), where, ": tensor '", name, "' has a bad shape entry ", json_excerpt(d));
       uint64_t v = d.get<uint64_t>();
       DYNAMOE_CHECK(v < (1ull << 40), where, ": tensor '", name, "' dimension ", v, " is too large");
       numel *= v;

@@ -13,6 +13,7 @@
 
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/json_text.h"
 
 namespace dynamoe::text {
 namespace {
@@ -324,7 +325,7 @@ void Gpt2Tokenizer::Impl::load_encoder(const std::string& path,
     const nlohmann::json& value = item.value();
     const std::string shown = nlohmann::json(token).dump();
     if (!value.is_number_integer())
-      throw fail(str("token ", shown, " has id ", value.dump(), "; ids must be integers 0..", n - 1));
+      throw fail(str("token ", shown, " has id ", json_excerpt(value), "; ids must be integers 0..", n - 1));
     const int64_t id = value.get<int64_t>();
     if (id < 0 || static_cast<uint64_t>(id) >= n)
       throw fail(str("token ", shown, " has id ", id, ", outside 0..", n - 1, " (the file has ", n,

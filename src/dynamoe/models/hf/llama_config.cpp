@@ -4,6 +4,7 @@
 
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/json_text.h"
 
 namespace dynamoe::models::hf {
 namespace {
@@ -43,7 +44,7 @@ class Fields {
     return integer(key);
   }
   [[noreturn]] void fail(const char* key, const json& v, const std::string& problem) const {
-    throw ConfigError(str(where_, ": ", key, " = ", v.dump(), " ", problem));
+    throw ConfigError(str(where_, ": ", key, " = ", json_excerpt(v), " ", problem));
   }
 
  private:
