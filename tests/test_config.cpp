@@ -173,3 +173,16 @@ TEST(Config, ARouterThatNeedsTokenIdsIsRefusedForImageModels) {
   std::string m = config_error([] { parse_config("", "t", {"model.kind=moe_mlp", "moe.router.kind=hash"}); });
   EXPECT_NE(m.find("moe.router.kind = 'hash' routes by token id"), std::string::npos) << m;
 }
+
+// `--config <a directory>` used to train with every default (a directory reads as empty text);
+// a directory or a device is now a one-line error before anything is written.
+TEST(Config, ADirectoryOrADeviceIsNotAConfigFile) {
+  dynamoe::testutil::TempDir dir;
+  dynamoe::testutil::expect_error([&] { load_config(dir.str()); }, {dir.str(), "it is a directory"});
+  dynamoe::testutil::expect_error([] { load_config("/dev/zero"); }, {"/dev/zero", "not a regular file"});
+  const auto r = dynamoe::testutil::run_command("cd " + dir.str() + " && " + dynamoe::testutil::cli() + " train --config " + dir.str() +
+                                       " --name d");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("it is a directory"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("runs")));
+}

@@ -157,3 +157,12 @@ TEST(JsonText, ExcerptsAreShortAndNeverDeep) {
   EXPECT_EQ(parse_json("[[1]]", "x", 2), nlohmann::json::parse("[[1]]"));
   testutil::expect_error([] { parse_json("{\"a\":", "m.json"); }, {"m.json", "invalid JSON"});
 }
+
+// A symlink to a device (or the device itself) used to be read until memory ran out.
+TEST(Safetensors, OnlyRegularFilesAreRead) {
+  testutil::TempDir dir;
+  std::filesystem::create_symlink("/dev/zero", dir.file("zero.safetensors"));
+  testutil::expect_error([&] { io::load_safetensors(dir.file("zero.safetensors")); },
+                         {"zero.safetensors", "not a regular file"});
+  testutil::expect_error([&] { io::load_safetensors(dir.str()); }, {dir.str(), "it is a directory"});
+}

@@ -64,6 +64,12 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
 }
 
 std::string read_file(const std::string& path) {
+  // Only regular files (after symlinks): a directory would read as empty text, and a device
+  // such as /dev/zero would never end.
+  struct stat st {};
+  DYNAMOE_CHECK(::stat(path.c_str(), &st) == 0, "cannot read '", path, "': ", std::strerror(errno));
+  DYNAMOE_CHECK(S_ISREG(st.st_mode), "cannot read '", path, "': ",
+                S_ISDIR(st.st_mode) ? "it is a directory" : "it is not a regular file");
   std::ifstream in(path, std::ios::binary);
   DYNAMOE_CHECK(in.good(), "cannot read '", path, "': ", std::strerror(errno));
   std::ostringstream ss;
