@@ -44,6 +44,15 @@ ParsedArgs parse_args(const CommandSpec& spec, const std::vector<std::string>& a
   out.command_ = spec.name;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
+    if (a == "--") {  // everything after it is an argument, even when it starts with a dash
+      for (++i; i < args.size(); ++i) {
+        if (out.positionals_.size() >= spec.max_positionals)
+          throw UsageError(str("dynamoe ", spec.name, ": unexpected argument '", args[i], "' (see dynamoe ", spec.name,
+                               " --help)"));
+        out.positionals_.push_back(args[i]);
+      }
+      break;
+    }
     if (a == "-h" || a == "--help") {
       out.help = true;
       continue;

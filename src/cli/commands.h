@@ -26,5 +26,6 @@ Command sweep_command();
 Command report_command();
 Command results_command();
 Command mc_command();
+Command launch_command();
 
 }  // namespace dynamoe::cli

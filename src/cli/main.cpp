@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "dynamoe/dist/launch_env.h"
 
 namespace {
 
@@ -14,10 +15,16 @@ const char* kVersion = "0.1.0";
 /// Clears a live progress line on a terminal so that an error reads as one line.
 const char* clear_line() { return isatty(2) ? "\r\033[K" : ""; }
 
+/// Prints "dynamoe: [rank R: ]<message>" in one write, so that the lines of several processes
+/// sharing a terminal do not interleave.
+void report(const std::string& message) {
+  std::cerr << (clear_line() + std::string("dynamoe: ") + dynamoe::dist::rank_prefix() + message + "\n") << std::flush;
+}
+
 std::vector<dynamoe::cli::Command> commands() {
   using namespace dynamoe::cli;
   return {train_command(), eval_command(), data_command(), config_command(), moe_apply_command(), gradnoise_command(), bench_command(),
-          tokenize_command(), generate_command(), sweep_command(), report_command(), results_command(), mc_command()};
+          tokenize_command(), generate_command(), sweep_command(), report_command(), results_command(), mc_command(), launch_command()};
 }
 
 void print_main_help() {
@@ -58,16 +65,16 @@ int main(int argc, char** argv) {
     std::cerr << "dynamoe: unknown command '" << args[0] << "' (commands: " << valid << ")\n";
     return 2;
   } catch (const dynamoe::ConfigError& e) {
-    std::cerr << clear_line() << "dynamoe: error: " << e.what() << "\n";
+    report(std::string("error: ") + e.what());
     return 2;
   } catch (const dynamoe::Error& e) {
-    std::cerr << clear_line() << "dynamoe: error: " << e.what() << "\n";
+    report(std::string("error: ") + e.what());
     return 1;
   } catch (const c10::Error& e) {
-    std::cerr << clear_line() << "dynamoe: error (LibTorch): " << e.what_without_backtrace() << "\n";
+    report(std::string("error (LibTorch): ") + e.what_without_backtrace());
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << clear_line() << "dynamoe: error: " << e.what() << "\n";
+    report(std::string("error: ") + e.what());
     return 1;
   }
 }

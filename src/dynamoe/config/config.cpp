@@ -206,6 +206,11 @@ Schema Config::schema() {
   s.add_int("train.seed", &train.seed, "seed of every random choice (init, shuffling, dropout)", 0);
   s.add_int("train.threads", &train.threads, "intra-op threads (0: all cores)", 0, 1024);
   s.add_string("train.runs_dir", &train.runs_dir, "folder that holds run folders");
+  // dist
+  s.add_float("dist.timeout_s", &dist.timeout_s,
+              "several processes: a collective waiting longer than this fails, naming the lost rank", 0.0, 86400.0, true);
+  s.add_float("dist.connect_timeout_s", &dist.connect_timeout_s,
+              "several processes: how long each waits for every rank to join", 0.0, 86400.0, true);
   // finetune
   s.add_string("finetune.base", &finetune.base, "fine-tuning: the pretrained dynamoe LM (run or checkpoint folder)");
   s.add_string("finetune.adapter", &finetune.adapter, "fine-tuning: adapter kind (docs/finetune.md)",

@@ -130,6 +130,12 @@ struct FinetuneConfig {
   int64_t mc_continuation = 32;                ///< tokens of each choice
 };
 
+/// Running across processes (`dynamoe launch`, or torchrun's variables): docs/distributed.md.
+struct DistConfig {
+  double timeout_s = 120;         ///< a collective that waits longer fails, naming the lost rank
+  double connect_timeout_s = 60;  ///< how long a process waits for every rank to join
+};
+
 /// A whole experiment.
 struct Config {
   ModelConfig model;
@@ -138,6 +144,7 @@ struct Config {
   DataConfig data;
   TrainConfig train;
   FinetuneConfig finetune;
+  DistConfig dist;
 
   /// The schema binding every key to a member of *this (rebuild it after copying).
   Schema schema();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dynamoe/dist/batch_group.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::moe {
@@ -48,7 +49,9 @@ at::Tensor load_balance_loss(const Routing& r) {
   DYNAMOE_CHECK(r.mask.sizes() == r.probs.sizes(), "load_balance_loss: Routing.mask ", r.mask.sizes(),
                 " and Routing.probs ", r.probs.sizes(), " differ in shape");
   const int64_t n_experts = r.probs.size(1);
-  const at::Tensor counts = r.mask.ne(0).sum(0).to(r.probs.scalar_type());  // [E], constant
+  at::Tensor assigned = r.mask.ne(0).sum(0);  // [E] int64, constant
+  dist::batch_sum_(assigned);                  // over the whole batch when it is split over processes
+  const at::Tensor counts = assigned.to(r.probs.scalar_type());
   const at::Tensor f = counts / counts.sum().clamp_min(1);                   // [E], sums to 1 (or 0)
   const at::Tensor P = mean_tokens(r.probs);                                 // [E], differentiable
   return static_cast<double>(n_experts) * (f * P).sum();

@@ -4,10 +4,22 @@
 
 #include <cmath>
 
+#include "dynamoe/dist/batch_group.h"
 #include "dynamoe/moe/grouped_experts.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::moe {
+namespace {
+
+/// Tokens per expert over the whole batch (summed over the processes that share it).
+std::vector<int64_t> batch_loads(const std::vector<int64_t>& local) {
+  if (!dist::batch_group()) return local;
+  at::Tensor t = torch::tensor(local, torch::kInt64);
+  dist::batch_sum_(t);
+  return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+}
+
+}  // namespace
 
 MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
   n_special_ = o.n_zero + o.n_copy + o.n_constant;
@@ -75,7 +87,7 @@ MoELayerOutput MoELayerImpl::forward(const at::Tensor& x, const at::Tensor& prev
   out.aux_loss = aux.total;
   const double gate_flops = static_cast<double>(x.size(0)) * gate_->flops_per_token();
   out.stats = layer_stats(r, {expert_flops, shared_flops, gate_flops}, std::move(aux.values));
-  if (is_training()) last_load_ = out.stats.expert_tokens;
+  if (is_training()) last_load_ = batch_loads(out.stats.expert_tokens);
   return out;
 }
 

@@ -39,11 +39,21 @@ void ClassifierTask::start(const RunInfo& run, MetricsLog&, std::ostream& out) {
 
 StepOutput ClassifierTask::forward(int64_t step) {
   const int64_t per_epoch = batches_per_epoch();
-  at::Tensor idx = sampler_.batch(step / per_epoch, step % per_epoch);  // [B]
+  at::Tensor idx = shard_.rows(sampler_.batch(step / per_epoch, step % per_epoch));  // [B / shards]
   at::Tensor x = data_.train.images.index_select(0, idx);                // [B, C, H, W]
   at::Tensor y = data_.train.labels.index_select(0, idx);                // [B]
   models::ModelOutput mo = model_->forward(x);
   return {torch::nn::functional::cross_entropy(mo.logits, y), mo.aux_loss, std::move(mo.moe_stats), idx.size(0)};
+}
+
+int64_t ClassifierTask::batch_rows(int64_t step) const {
+  const int64_t n = data_.train.size(), B = cfg_.train.batch_size, b = step % batches_per_epoch();
+  return std::min(B, n - b * B);
+}
+
+int64_t ClassifierTask::smallest_batch() const {
+  const int64_t n = data_.train.size(), B = cfg_.train.batch_size;
+  return n % B == 0 || n < B ? std::min(n, B) : n % B;
 }
 
 std::vector<json> ClassifierTask::extra_rows(int64_t step) {

@@ -21,6 +21,8 @@ class ClassifierTask : public Task {
   void check_resume(const io::TrainerState& state) const override;
   void start(const RunInfo& run, MetricsLog& metrics, std::ostream& out) override;
   StepOutput forward(int64_t step) override;
+  int64_t batch_rows(int64_t step) const override;
+  int64_t smallest_batch() const override;
   void after_step() override { model_->after_step(); }
   std::vector<nlohmann::json> extra_rows(int64_t step) override;
   EvalOutput evaluate() override;

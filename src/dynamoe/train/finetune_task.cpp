@@ -258,11 +258,12 @@ StepOutput FinetuneTask::forward(int64_t step) {
     xs.push_back(x);
     ys.push_back(y);
   }
-  const at::Tensor x = torch::cat(xs), y = torch::cat(ys);  // [B, T]
+  const at::Tensor x = shard_.rows(torch::cat(xs)), y = shard_.rows(torch::cat(ys));  // [B / shards, T]
+  const int64_t rows = x.size(0);
   const models::lm::LMOutput mo = model_->forward(x);
-  const at::Tensor loss = at::cross_entropy_loss(mo.logits.reshape({B * T, -1}), y.reshape({-1}));
+  const at::Tensor loss = at::cross_entropy_loss(mo.logits.reshape({rows * T, -1}), y.reshape({-1}));
   // The frozen base's own MoE figures and losses are not part of fine-tuning.
-  return {loss, adapters::mixture_aux_loss(*model_), {}, B * T};
+  return {loss, adapters::mixture_aux_loss(*model_), {}, rows * T};
 }
 
 EvalOutput FinetuneTask::evaluate() {

@@ -50,6 +50,8 @@ class FinetuneTask : public TokenTask {
   int64_t batches_per_epoch() const override;
   void start(const RunInfo& run, MetricsLog& metrics, std::ostream& out) override;
   StepOutput forward(int64_t step) override;
+  int64_t batch_rows(int64_t) const override { return cfg_.train.batch_size; }
+  int64_t smallest_batch() const override { return cfg_.train.batch_size; }
   EvalOutput evaluate() override;
   void finish(const RunInfo& run, nlohmann::json& summary, TrainResult& result, std::ostream& out) override;
 

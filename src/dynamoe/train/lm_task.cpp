@@ -54,8 +54,11 @@ void LMTask::start(const RunInfo& run, MetricsLog&, std::ostream& out) {
 }
 
 StepOutput LMTask::forward(int64_t step) {
-  const int64_t B = cfg_.train.batch_size, T = cfg_.lm.context;
-  auto [x, y] = lm_train_batch(corpus_.train, B, T, static_cast<uint64_t>(cfg_.train.seed), step);  // [B, T] each
+  const int64_t T = cfg_.lm.context;
+  auto [xb, yb] = lm_train_batch(corpus_.train, cfg_.train.batch_size, T, static_cast<uint64_t>(cfg_.train.seed),
+                                 step);  // [batch_size, T] each
+  const at::Tensor x = shard_.rows(xb), y = shard_.rows(yb);  // [B, T]: this process's rows
+  const int64_t B = x.size(0);
   models::lm::LMOutput mo = model_->forward(x);
   at::Tensor loss = at::cross_entropy_loss(mo.logits.reshape({B * T, -1}), y.reshape({-1}));
   return {loss, mo.aux_loss, std::move(mo.moe_stats), B * T};

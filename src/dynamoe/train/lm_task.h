@@ -22,6 +22,8 @@ class LMTask : public TokenTask {
   int64_t batches_per_epoch() const override;
   void start(const RunInfo& run, MetricsLog& metrics, std::ostream& out) override;
   StepOutput forward(int64_t step) override;
+  int64_t batch_rows(int64_t) const override { return cfg_.train.batch_size; }
+  int64_t smallest_batch() const override { return cfg_.train.batch_size; }
   void after_step() override { model_->after_step(); }
   EvalOutput evaluate() override;
   void finish(const RunInfo& run, nlohmann::json& summary, TrainResult& result, std::ostream& out) override;

@@ -1,5 +1,7 @@
 #include "dynamoe/train/metrics_log.h"
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 
@@ -63,6 +65,8 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t resume_step) {
     trim_file(jsonl_path, resume_step, false,
               [](const std::string& l) { return nlohmann::json::parse(l).at("step").get<int64_t>(); });
   }
+  csv_path_ = csv_path;
+  jsonl_path_ = jsonl_path;
   const bool new_csv = !fs::exists(csv_path) || fs::file_size(csv_path) == 0;
   csv_ = std::fopen(csv_path.c_str(), "a");
   jsonl_ = std::fopen(jsonl_path.c_str(), "a");
@@ -84,10 +88,13 @@ void MetricsLog::write(const nlohmann::json& row) {
   DYNAMOE_CHECK(row.contains("step") && row.contains("split"), "metrics row needs step and split");
   std::string line;
   for (const auto& c : csv_columns()) line += (line.empty() ? "" : ",") + (row.contains(c) ? csv_value(row[c]) : "");
-  std::fprintf(csv_, "%s\n", line.c_str());
-  std::fprintf(jsonl_, "%s\n", row.dump().c_str());
-  std::fflush(csv_);
-  std::fflush(jsonl_);
+  if (!csv_) return;  // a log that writes nothing
+  auto put = [](std::FILE* f, const std::string& text, const std::string& path) {
+    if (std::fputs(text.c_str(), f) < 0 || std::fflush(f) != 0)
+      throw Error(str("could not write ", path, ": ", std::strerror(errno)));
+  };
+  put(csv_, line + "\n", csv_path_);
+  put(jsonl_, row.dump() + "\n", jsonl_path_);
 }
 
 }  // namespace dynamoe::train

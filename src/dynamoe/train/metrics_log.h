@@ -15,15 +15,19 @@ class MetricsLog {
   static const std::vector<std::string>& csv_columns();
   /// Opens (creating or, with resume_step >= 0, trimming to rows with step <= resume_step).
   MetricsLog(const std::string& run_dir, int64_t resume_step);
+  /// A log that writes nothing (the processes other than rank 0 of a multi-process run).
+  MetricsLog() = default;
   ~MetricsLog();
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
-  /// Appends a row; it must hold "step" and "split".
+  /// Appends a row; it must hold "step" and "split". A failed write (a full disk) throws,
+  /// naming the file.
   void write(const nlohmann::json& row);
 
  private:
   std::FILE* csv_ = nullptr;
   std::FILE* jsonl_ = nullptr;
+  std::string csv_path_, jsonl_path_;
 };
 
 }  // namespace dynamoe::train

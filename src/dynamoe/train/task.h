@@ -48,9 +48,23 @@ struct RunInfo {
   bool resuming = false;
 };
 
+/// The part of every global batch one process trains on in data-parallel training: rank r of
+/// `size` takes rows [n r / size, n (r + 1) / size) of a batch of n rows.
+struct Shard {
+  int rank = 0;
+  int size = 1;
+  int64_t begin(int64_t n) const { return n * rank / size; }
+  int64_t end(int64_t n) const { return n * (rank + 1) / size; }
+  /// This process's rows of `batch` (dim 0).
+  at::Tensor rows(const at::Tensor& batch) const;
+};
+
 class Task {
  public:
   virtual ~Task() = default;
+  /// Set by the loop before the first step (default: the whole batch).
+  void set_shard(Shard s) { shard_ = s; }
+  const Shard& shard() const { return shard_; }
   /// The whole model: what checkpoints save and resume loads.
   virtual torch::nn::Module& model() = 0;
   /// The parameters the optimizer updates (default: those of model() that require grad).
@@ -65,8 +79,13 @@ class Task {
   virtual void check_resume(const io::TrainerState&) const {}
   /// Called once the run folder exists (or was resumed): prints the header, may write rows.
   virtual void start(const RunInfo& run, MetricsLog& metrics, std::ostream& out) = 0;
-  /// Forward pass of training batch `step` (deterministic in the seed and the step).
+  /// Forward pass of this process's shard() of training batch `step` (deterministic in the seed
+  /// and the step); StepOutput.items counts the shard's examples or tokens.
   virtual StepOutput forward(int64_t step) = 0;
+  /// Examples in the global batch of step `step` (all processes together).
+  virtual int64_t batch_rows(int64_t step) const = 0;
+  /// The smallest batch of any step (the shard of each process must not be empty).
+  virtual int64_t smallest_batch() const = 0;
   /// After each optimizer step (e.g. bias balancing of MoE layers).
   virtual void after_step() {}
   /// Extra rows to log after step `step` (e.g. gradient noise); empty: none.
@@ -76,6 +95,9 @@ class Task {
   /// After the last step: adds the task's fields to summary.json and `result`, writes the
   /// task's own files, and prints the closing line.
   virtual void finish(const RunInfo& run, nlohmann::json& summary, TrainResult& result, std::ostream& out) = 0;
+
+ protected:
+  Shard shard_;
 };
 
 /// A task over token windows (language modelling, fine-tuning): its rate counts tokens, and it

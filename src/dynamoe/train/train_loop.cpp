@@ -8,6 +8,8 @@
 #include <iostream>
 #include <limits>
 
+#include "dynamoe/dist/batch_group.h"
+#include "dynamoe/dist/process_group.h"
 #include "dynamoe/train/lr_schedule.h"
 #include "dynamoe/train/moe_report.h"
 #include "dynamoe/train/optimizer.h"
@@ -28,6 +30,12 @@ std::vector<at::Tensor> Task::trainable() {
   return out;
 }
 
+at::Tensor Shard::rows(const at::Tensor& batch) const {
+  if (size == 1) return batch;
+  const int64_t n = batch.size(0);
+  return batch.slice(0, begin(n), end(n));
+}
+
 int64_t count_parameters(const std::vector<at::Tensor>& params) {
   int64_t n = 0;
   for (const auto& p : params) n += p.numel();
@@ -38,6 +46,13 @@ namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+/// What one step measured, over every process of the run.
+struct StepFigures {
+  double loss = 0, aux = 0, grad_norm = 0;
+  bool has_aux = false;
+  int64_t items = 0;
+};
+
 /// Sums of the training figures between two metrics rows.
 struct Window {
   double loss = 0, grad_norm = 0, aux = 0;
@@ -46,16 +61,14 @@ struct Window {
   std::vector<moe::LayerStatsAccumulator> moe;
   Clock::time_point start = Clock::now();
 
-  void add(double loss_v, double grad, const StepOutput& s) {
-    loss += loss_v;
-    grad_norm += grad;
-    if (s.aux_loss.defined()) {
-      aux += s.aux_loss.item<double>();
-      has_aux = true;
-    }
+  void add(const StepFigures& f, const std::vector<moe::LayerStats>& stats) {
+    loss += f.loss;
+    grad_norm += f.grad_norm;
+    aux += f.aux;
+    has_aux = has_aux || f.has_aux;
     ++steps;
-    items += s.items;
-    accumulate(moe, s.moe_stats);
+    items += f.items;
+    accumulate(moe, stats);
   }
   double rate() const {
     const double dt = seconds_since(start);
@@ -63,11 +76,58 @@ struct Window {
   }
 };
 
+/// A stream that writes nothing (the processes other than rank 0).
+struct NullStream : std::ostream {
+  NullStream() : std::ostream(nullptr) {}
+};
+
+/// Every number of the accumulators, in a fixed order (the same on every rank).
+std::vector<double*> accumulator_fields(moe::LayerStatsAccumulator& a, std::vector<double>& ints) {
+  ints = {static_cast<double>(a.tokens), static_cast<double>(a.dropped), static_cast<double>(a.assignments)};
+  for (int64_t v : a.active_hist) ints.push_back(static_cast<double>(v));
+  for (int64_t v : a.expert_tokens) ints.push_back(static_cast<double>(v));
+  std::vector<double*> f = {&a.active_sum, &a.entropy_sum, &a.tsallis_sum, &a.flops, &a.drop_rate_sum};
+  for (auto& [name, v] : a.loss_sums) f.push_back(&v);
+  return f;
+}
+
+/// Sums the window's MoE figures over the ranks: counts and token-weighted sums add up;
+/// per-batch means (drop rate, losses) are averaged.
+void reduce_moe_window(dist::ProcessGroup& g, std::vector<moe::LayerStatsAccumulator>& acc) {
+  std::vector<double> flat;
+  std::vector<std::vector<double>> ints(acc.size());
+  std::vector<std::vector<double*>> fields(acc.size());
+  for (size_t l = 0; l < acc.size(); ++l) {
+    fields[l] = accumulator_fields(acc[l], ints[l]);
+    flat.insert(flat.end(), ints[l].begin(), ints[l].end());
+    for (double* p : fields[l]) flat.push_back(*p);
+  }
+  std::vector<at::Tensor> t{torch::tensor(flat, torch::kFloat64)};
+  g.allreduce_sum_(t);
+  const double* v = t[0].data_ptr<double>();
+  const double per_batch = 1.0 / g.size();
+  for (size_t l = 0; l < acc.size(); ++l) {
+    moe::LayerStatsAccumulator& a = acc[l];
+    a.tokens = std::llround(*v++);
+    a.dropped = std::llround(*v++);
+    a.assignments = std::llround(*v++);
+    for (auto& x : a.active_hist) x = std::llround(*v++);
+    for (auto& x : a.expert_tokens) x = std::llround(*v++);
+    for (size_t i = 0; i < fields[l].size(); ++i) *fields[l][i] = *v++;
+    a.drop_rate_sum *= per_batch;
+    for (auto& [name, x] : a.loss_sums) x *= per_batch;
+  }
+}
+
 /// The loop's state between steps.
 class Loop {
  public:
   Loop(Task& task, const std::string& run_dir, const config::Config& cfg, const TrainOptions& opts)
-      : task_(task), tc_(cfg.train), out_(opts.out ? *opts.out : std::cout) {
+      : task_(task),
+        tc_(cfg.train),
+        group_(dist::world_group()),
+        rank_(group_ ? group_->rank() : 0),
+        out_(rank_ != 0 ? null_out_ : opts.out ? *opts.out : std::cout) {
     run_.run_dir = run_dir;
     run_.resuming = !opts.resume.empty();
     run_.threads = torch::get_num_threads();
@@ -78,13 +138,17 @@ class Loop {
     eval_every_ = tc_.eval_every > 0 ? tc_.eval_every : task_.default_eval_every(run_.total_steps);
     ckpt_every_ = tc_.checkpoint_every > 0 ? tc_.checkpoint_every : eval_every_;
     config_yaml_ = config::Config(cfg).to_yaml();
+    if (group_) join_data_parallel();
     if (run_.resuming) {
+      // Every rank reads the checkpoint (the run folder is shared, or the same path on each machine).
       state_ = resume_from_checkpoint(run_dir, task_.model(), *opt_, out_);
       task_.check_resume(state_);
-    } else {
+    } else if (rank_ == 0) {
       create_run_folder(run_dir, config_yaml_, opts.overwrite);
     }
-    metrics_ = std::make_unique<MetricsLog>(run_dir, run_.resuming ? state_.step : -1);
+    if (group_) broadcast_model();
+    metrics_ = rank_ == 0 ? std::make_unique<MetricsLog>(run_dir, run_.resuming ? state_.step : -1)
+                          : std::make_unique<MetricsLog>();
     task_.start(run_, *metrics_, out_);
     progress_ = std::make_unique<Progress>(out_, opts.live, state_.step, run_.total_steps, tc_.log_every, task_.unit());
     t_start_ = window_.start = Clock::now();
@@ -97,7 +161,8 @@ class Loop {
       step();
       const int64_t s = state_.step;
       if (s % tc_.log_every == 0 || s == total) log_window();
-      for (const json& row : task_.extra_rows(s)) metrics_->write(row);
+      if (rank_ == 0)
+        for (const json& row : task_.extra_rows(s)) metrics_->write(row);
       evaluated_last = s % eval_every_ == 0 || s == total;
       if (evaluated_last) evaluate(/*write=*/true);
       if (s % ckpt_every_ == 0 || s == total) checkpoint();
@@ -106,6 +171,7 @@ class Loop {
     // A run resumed at its very end already logged this evaluation: measure it again for the
     // summary without a second row.
     if (!evaluated_last) evaluate(/*write=*/first_step < total);
+    if (rank_ != 0) return {};  // rank 0 writes the summary and the task's files
     if (last_ckpt_.empty()) last_ckpt_ = io::latest_checkpoint((fs::path(run_.run_dir) / "checkpoints").string());
     return summarise(state_.step - first_step);
   }
@@ -115,27 +181,93 @@ class Loop {
     const int64_t step = state_.step;
     const double lr = lr_at(tc_, step, run_.total_steps);
     set_lr(*opt_, lr);
-    StepOutput s = task_.forward(step);
+    StepOutput s;
+    {
+      // Routing statistics and per-token random draws cover the whole global batch.
+      const int64_t rows = task_.batch_rows(step);
+      dist::BatchScope scope(group_, {task_.shard().begin(rows), task_.shard().end(rows), rows});
+      s = task_.forward(step);
+    }
     opt_->zero_grad();
-    (s.aux_loss.defined() ? s.loss + s.aux_loss : s.loss).backward();
+    StepFigures f;
+    f.has_aux = s.aux_loss.defined();
+    f.loss = s.loss.item<double>();
+    f.aux = f.has_aux ? s.aux_loss.item<double>() : 0.0;
+    f.items = s.items;
+    at::Tensor objective = f.has_aux ? s.loss + s.aux_loss : s.loss;
+    if (group_) {
+      // Each rank's losses are means over its shard: weighted by its share of the global batch
+      // and summed over ranks, they give the single-process mean (and its gradient).
+      std::vector<at::Tensor> sums{torch::tensor({static_cast<double>(s.items), f.loss * s.items, f.aux * s.items},
+                                                 torch::kFloat64)};
+      group_->allreduce_sum_(sums);
+      const double global_items = sums[0][0].item<double>();
+      f.items = static_cast<int64_t>(global_items);
+      f.loss = sums[0][1].item<double>() / global_items;
+      f.aux = sums[0][2].item<double>() / global_items;
+      objective = objective * (static_cast<double>(s.items) / global_items);
+    }
+    objective.backward();
+    if (group_) sum_gradients();
     // The norm is always measured; it clips only when train.grad_clip > 0 (an infinite bound
     // never scales a gradient).
     const double max_norm = tc_.grad_clip > 0 ? tc_.grad_clip : std::numeric_limits<double>::infinity();
-    const double grad_norm = torch::nn::utils::clip_grad_norm_(params_, max_norm);
+    f.grad_norm = torch::nn::utils::clip_grad_norm_(params_, max_norm);
     opt_->step();
     task_.after_step();
     state_.step = step + 1;
-    const double loss_v = s.loss.item<double>();
-    DYNAMOE_CHECK(std::isfinite(loss_v), "training diverged: loss is ", loss_v, " at step ", state_.step,
+    DYNAMOE_CHECK(std::isfinite(f.loss), "training diverged: loss is ", f.loss, " at step ", state_.step,
                   " (lower train.lr or set train.grad_clip)");
-    window_.add(loss_v, grad_norm, s);
-    items_ += s.items;
+    window_.add(f, s.moe_stats);
+    items_ += f.items;
     last_lr_ = lr;
     const double rate = window_.rate();
     progress_->update(state_.step, window_.loss / window_.steps, lr, rate > 0 ? rate : last_rate_);
   }
 
+  /// Data parallel: this rank's shard of every batch, and a check that no shard is empty.
+  void join_data_parallel() {
+    task_.set_shard({group_->rank(), group_->size()});
+    const int64_t smallest = task_.smallest_batch();
+    if (smallest < group_->size())
+      throw ConfigError(str("train.batch_size = ", tc_.batch_size, ": the smallest batch of a step holds ", smallest,
+                            " examples, fewer than the ", group_->size(), " processes (each needs at least one)"));
+    out_ << "data parallel: " << group_->size() << " processes, each " << task_.shard().end(tc_.batch_size) -
+                task_.shard().begin(tc_.batch_size) << " of every " << tc_.batch_size << " examples\n";
+  }
+
+  /// Every rank starts from rank 0's parameters and buffers.
+  void broadcast_model() {
+    std::vector<at::Tensor> tensors;
+    torch::NoGradGuard no_grad;
+    for (const auto& p : task_.model().parameters()) tensors.push_back(p);
+    for (const auto& b : task_.model().buffers()) tensors.push_back(b);
+    for (const at::Tensor& t : tensors)
+      DYNAMOE_CHECK(t.is_contiguous(), "data parallel: a parameter or buffer of the model is not contiguous");
+    group_->broadcast_(tensors, 0);
+  }
+
+  /// Sums the ranks' (share-weighted) gradients in place. A parameter that no rank's batch
+  /// reached keeps no gradient, as in one process (the optimizer then skips it).
+  void sum_gradients() {
+    std::vector<at::Tensor> bufs;
+    at::Tensor reached = torch::zeros({static_cast<int64_t>(params_.size())}, torch::kFloat32);
+    auto r = reached.accessor<float, 1>();
+    for (size_t i = 0; i < params_.size(); ++i) {
+      at::Tensor& g = params_[i].mutable_grad();
+      if (g.defined()) r[static_cast<int64_t>(i)] = 1;
+      else g = torch::zeros_like(params_[i]);
+      if (!g.is_contiguous()) g = g.contiguous();
+      bufs.push_back(g);
+    }
+    bufs.push_back(reached);
+    group_->allreduce_sum_(bufs);
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (r[static_cast<int64_t>(i)] == 0) params_[i].mutable_grad() = at::Tensor();
+  }
+
   void log_window() {
+    if (group_ && !window_.moe.empty()) reduce_moe_window(*group_, window_.moe);
     const Window& w = window_;
     const double rate = w.rate();
     json row = {{"step", state_.step},
@@ -167,6 +299,7 @@ class Loop {
   }
 
   void checkpoint() {
+    if (rank_ != 0) return;  // every rank holds the same model and optimizer state
     last_ckpt_ = save_run_checkpoint(run_.run_dir, task_.model(), *opt_, state_, state_.step, per_epoch_,
                                      config_yaml_, tc_.keep_checkpoints);
   }
@@ -194,6 +327,9 @@ class Loop {
 
   Task& task_;
   const config::TrainConfig& tc_;
+  dist::ProcessGroup* group_;  ///< the other processes of a data-parallel run (nullptr: alone)
+  int rank_;
+  NullStream null_out_;
   std::ostream& out_;
   RunInfo run_;
   std::vector<at::Tensor> params_;

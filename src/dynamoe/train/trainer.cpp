@@ -7,6 +7,8 @@
 #include <memory>
 #include <thread>
 
+#include "dynamoe/dist/launch_env.h"
+#include "dynamoe/dist/process_group.h"
 #include "dynamoe/train/classifier_task.h"
 #include "dynamoe/train/finetune_task.h"
 #include "dynamoe/train/lm_task.h"
@@ -16,7 +18,10 @@
 namespace dynamoe::train {
 
 int set_threads(int64_t threads) {
-  int n = threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // 0: the cores, shared evenly by the processes of a run on this machine.
+  const int local = dist::launch_env_from_environment().local_world;
+  int n = threads > 0 ? static_cast<int>(threads)
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency() / static_cast<unsigned>(local)));
   torch::set_num_threads(n);
   return n;
 }
@@ -39,6 +44,11 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
   // before anything is written.
   set_threads(cfg.train.threads);
   std::unique_ptr<Task> task = make_task(cfg);
+  // Launched as one of several processes (`dynamoe launch`, torchrun's variables): join them
+  // once this process's own checks have passed.
+  const dist::LaunchEnv env = dist::launch_env_from_environment();
+  if (env.distributed() && !dist::world_group())
+    dist::set_world_group(dist::ProcessGroup::join(env, {cfg.dist.timeout_s, cfg.dist.connect_timeout_s}));
   return train_loop(*task, run_dir, cfg, opts);
 }
 

@@ -7,6 +7,7 @@
 
 #include <limits>
 
+#include "dynamoe/dist/batch_group.h"
 #include "dynamoe/util/error.h"
 #include "dynamoe/util/registry.h"
 
@@ -33,7 +34,9 @@ Routing dynamoe_route(const at::Tensor& logits, const DynamoeOptions& opt, const
   if (ctx.training && opt.sigma > 0) {
     c10::optional<at::Generator> gen;
     if (ctx.generator) gen = *ctx.generator;
-    noise = at::randn(g.sizes(), gen, g.options().requires_grad(false)) * opt.sigma;
+    noise = dist::batch_draw(g.size(0), [&](int64_t rows) {
+              return at::randn({rows, g.size(1)}, gen, g.options().requires_grad(false));
+            }) * opt.sigma;
     g = g + noise;
   }
   at::Tensor g_sel = g.detach();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "dynamoe/dist/batch_group.h"
 #include "dynamoe/util/error.h"
 #include "dynamoe/util/registry.h"
 
@@ -22,7 +23,9 @@ Routing random_route(const at::Tensor& logits, const RandomOptions& opt, const R
 
   c10::optional<at::Generator> gen;
   if (ctx.generator) gen = *ctx.generator;
-  at::Tensor u = at::rand(logits.sizes(), gen, logits.options().dtype(at::kDouble).requires_grad(false));  // [N, E]
+  at::Tensor u = dist::batch_draw(logits.size(0), [&](int64_t rows) {  // [N, E]
+    return at::rand({rows, logits.size(1)}, gen, logits.options().dtype(at::kDouble).requires_grad(false));
+  });
   at::Tensor order = std::get<1>(at::sort(u, /*stable=*/true, -1));
   at::Tensor mask = at::zeros(logits.sizes(), logits.options().dtype(at::kBool))
                         .scatter(1, order.narrow(1, 0, k), true);  // [N, E]

@@ -1,0 +1,42 @@
+#include "dynamoe/dist/batch_group.h"
+
+#include <ATen/ATen.h>
+
+#include "dynamoe/dist/process_group.h"
+
+namespace dynamoe::dist {
+namespace {
+thread_local ProcessGroup* current = nullptr;
+thread_local BatchRows current_rows;
+}  // namespace
+
+ProcessGroup* batch_group() { return current; }
+
+BatchScope::BatchScope(ProcessGroup* group, BatchRows rows) : previous_(current), previous_rows_(current_rows) {
+  current = group && group->size() > 1 ? group : nullptr;
+  current_rows = rows;
+}
+
+BatchScope::~BatchScope() {
+  current = previous_;
+  current_rows = previous_rows_;
+}
+
+at::Tensor batch_draw(int64_t n, const std::function<at::Tensor(int64_t)>& draw) {
+  const BatchRows& r = current_rows;
+  const int64_t held = r.end - r.begin;
+  if (!current || held <= 0 || n % held != 0) return draw(n);
+  const int64_t per_row = n / held;  // tokens per example (1 for images)
+  return draw(r.total * per_row).narrow(0, r.begin * per_row, n);
+}
+
+void batch_sum_(at::Tensor& t) {
+  if (!current) return;
+  DYNAMOE_CHECK(!t.requires_grad(), "batch_sum_: a statistic that requires grad cannot be summed over ranks");
+  at::Tensor c = t.contiguous();
+  std::vector<at::Tensor> one{c};
+  current->allreduce_sum_(one);
+  if (!c.is_same(t)) t.copy_(c);
+}
+
+}  // namespace dynamoe::dist

@@ -1,0 +1,255 @@
+// Several processes on loopback (c10d/Gloo) through `dynamoe launch`: data-parallel training
+// equals one process on the same global batch (even and uneven shards), a killed or hung rank
+// stops the others within dist.timeout_s + 10 s with a message naming it, and a resume after
+// the kill ends bitwise identical to an uninterrupted run.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <ATen/ATen.h>
+
+#include "dynamoe/dist/launch_env.h"
+#include "dynamoe/io/checkpoint.h"
+#include "dynamoe/io/safetensors.h"
+#include "dynamoe/util/atomic_file.h"
+#include "test_util.h"
+
+using namespace dynamoe;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+/// The demo model at full size on 28x28 synthetic images, 50 steps of 128.
+std::string demo_args(const testutil::TempDir& tmp, const std::string& name, const std::string& extra = "") {
+  return " train --plain --config " + testutil::source_dir() + "/configs/demo.yaml --name " + name +
+         " --set data.dataset=idx --set data.path=" + (tmp / "data") + " --set train.runs_dir=" + (tmp / "runs") +
+         " --set train.steps=50 --set train.eval_every=50 --set train.warmup_steps=10 " +
+         (extra.find("train.threads") == std::string::npos ? "--set train.threads=1 " : "") + extra;
+}
+
+std::string launch(int nproc, const std::string& extra = "") {
+  return testutil::cli() + " launch --nproc " + std::to_string(nproc) + " " + extra + " --";
+}
+
+io::SafetensorsFile final_weights(const std::string& run_dir) {
+  return io::load_safetensors(io::latest_checkpoint(run_dir + "/checkpoints") + "/model.safetensors");
+}
+
+/// Largest relative difference ||a - b|| / ||a|| over the weight tensors of two checkpoints
+/// (which must hold the same names).
+double max_relative_difference(const io::SafetensorsFile& a, const io::SafetensorsFile& b, std::string* worst) {
+  EXPECT_EQ(a.names.size(), b.names.size());
+  double out = 0;
+  for (const auto& [name, t] : a.tensors) {
+    const at::Tensor x = t.to(at::kDouble), y = b.at(name).to(at::kDouble);
+    const double scale = std::max(x.norm().item<double>(), 1e-12);
+    const double d = (x - y).norm().item<double>() / scale;
+    if (d > out) {
+      out = d;
+      *worst = name;
+    }
+  }
+  return out;
+}
+
+/// The pid of the child of `parent` whose environment holds RANK=<rank>, or -1.
+pid_t child_with_rank(pid_t parent, int rank) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string pid = entry.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string comm_and_rest, field;
+    std::getline(stat, comm_and_rest);
+    const size_t close = comm_and_rest.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(comm_and_rest.substr(close + 2));
+    std::string state;
+    long ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != parent) continue;
+    std::ifstream env(entry.path() / "environ");
+    std::string var;
+    while (std::getline(env, var, '\0'))
+      if (var == "RANK=" + std::to_string(rank)) return static_cast<pid_t>(std::stol(pid));
+  }
+  return -1;
+}
+
+/// A command started in the background with its output in a file.
+struct Background {
+  pid_t pid = -1;
+  std::string log;
+  Background(const std::string& cmd, const std::string& log_path) : log(log_path) {
+    pid = ::fork();
+    if (pid == 0) {
+      ::execl("/bin/sh", "sh", "-c", ("exec " + cmd + " >" + log_path + " 2>&1").c_str(), nullptr);
+      ::_exit(127);
+    }
+  }
+  /// Waits for the exit; returns the exit code (128 + signal when killed).
+  int wait() {
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    pid = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  ~Background() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+};
+
+bool wait_for(const std::function<bool()>& cond, double seconds) {
+  const auto end = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+  while (Clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return cond();
+}
+
+/// A small fast model for the fault tests: 400 steps of 32, a checkpoint every 20.
+std::string fault_args(const testutil::TempDir& tmp, const std::string& name) {
+  return " train --plain --config " + testutil::source_dir() + "/configs/demo.yaml --name " + name +
+         " --set data.dataset=idx --set data.path=" + (tmp / "data") + " --set train.runs_dir=" + (tmp / "runs") +
+         " --set model.d_model=32 --set moe.experts.hidden=32 --set train.batch_size=32 --set train.steps=400"
+         " --set train.eval_every=200 --set train.checkpoint_every=20 --set train.keep_checkpoints=100"
+         " --set train.threads=1 --set dist.timeout_s=5";
+}
+
+}  // namespace
+
+TEST(Distributed, LaunchEnvironmentIsCheckedVariableByVariable) {
+  {
+    testutil::ScopedEnv w("WORLD_SIZE", "2"), r("RANK", "2");
+    testutil::expect_error([] { dist::launch_env_from_environment(); }, {"RANK=2", "WORLD_SIZE=2"});
+  }
+  {
+    testutil::ScopedEnv w("WORLD_SIZE", "two");
+    testutil::expect_error([] { dist::launch_env_from_environment(); }, {"WORLD_SIZE='two'"});
+  }
+  {
+    testutil::ScopedEnv w("WORLD_SIZE", "2"), r("RANK", "1"), a("MASTER_ADDR", "127.0.0.1");
+    ::unsetenv("MASTER_PORT");
+    testutil::expect_error([] { dist::launch_env_from_environment(); }, {"MASTER_PORT"});
+  }
+  testutil::ScopedEnv w("WORLD_SIZE", "1");
+  EXPECT_FALSE(dist::launch_env_from_environment().distributed());
+}
+
+TEST(Distributed, LaunchRunsOnlyTrainAndNeedsACommand) {
+  auto r = testutil::run_command(launch(2) + " eval --checkpoint x");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("only `train` runs across processes"), std::string::npos) << r.output;
+  r = testutil::run_command(testutil::cli() + " launch --nproc 2");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("no command to run"), std::string::npos) << r.output;
+}
+
+// Data parallel: 50 steps of the demo model (DynaMoE routing with its training noise, load
+// balance and z-loss, AdamW, clipping) on 2 and on 3 processes (shards of 64/64 and
+// 42/43/43 rows, and a last batch of 104 per epoch) end where one process ends.
+TEST(Distributed, DataParallelTrainingEqualsOneProcess) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 1000, 100, 28);
+  auto one = testutil::run_command(testutil::cli() + demo_args(tmp, "one"));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const io::SafetensorsFile reference = final_weights(tmp / "runs/one");
+  // The floor: one process with 2 threads instead of 1 (another summation order).
+  auto two_threads = testutil::run_command(testutil::cli() + demo_args(tmp, "one-t2", "--set train.threads=2"));
+  ASSERT_EQ(two_threads.exit_code, 0) << two_threads.output;
+  std::string worst_floor;
+  std::cout << "[ dp ] one process, 2 threads against 1: largest relative weight difference "
+            << max_relative_difference(reference, final_weights(tmp / "runs/one-t2"), &worst_floor) << " ("
+            << worst_floor << ")\n";
+  for (int nproc : {2, 3}) {
+    const std::string name = "dp" + std::to_string(nproc);
+    auto r = testutil::run_command(launch(nproc) + demo_args(tmp, name));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("data parallel: " + std::to_string(nproc) + " processes"), std::string::npos) << r.output;
+    std::string worst;
+    const double d = max_relative_difference(reference, final_weights(tmp / ("runs/" + name)), &worst);
+    std::cout << "[ dp ] " << nproc << " processes: largest relative weight difference " << d << " (" << worst
+              << ")\n";
+    EXPECT_LT(d, 1e-5) << worst;
+    // Only rank 0 wrote: one metrics file whose last train loss matches the single process's.
+    auto last_loss = [](const std::string& run) {
+      double loss = 0;
+      std::istringstream lines(read_file(run + "/metrics.jsonl"));
+      for (std::string line; std::getline(lines, line);) {
+        auto row = nlohmann::json::parse(line);
+        if (row["split"] == "train") loss = row["loss"].get<double>();
+      }
+      return loss;
+    };
+    EXPECT_NEAR(last_loss(tmp / ("runs/" + name)), last_loss(tmp / "runs/one"), 1e-4);
+  }
+}
+
+TEST(Distributed, ABatchSmallerThanTheProcessesIsRefused) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 100, 20);
+  auto r = testutil::run_command(launch(3) + demo_args(tmp, "small", "--set train.batch_size=2"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("fewer than the 3 processes"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(tmp / "runs/small/checkpoints"));
+}
+
+// SIGKILL one rank mid-run: the other exits non-zero within dist.timeout_s + 10 s naming it,
+// the last checkpoint is intact, and resuming ends bitwise where an uninterrupted run ends.
+TEST(Distributed, AKilledRankStopsTheOthersAndResumeIsExact) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 512, 64, 8);
+  auto whole = testutil::run_command(launch(2) + fault_args(tmp, "whole"));
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+
+  Background run(launch(2, "--grace 60") + fault_args(tmp, "killed"), tmp / "killed.log");
+  const std::string ckpt = tmp / "runs/killed/checkpoints/step_00000040";
+  ASSERT_TRUE(wait_for([&] { return fs::exists(ckpt); }, 120)) << read_file(run.log);
+  const pid_t victim = child_with_rank(run.pid, 1);
+  ASSERT_GT(victim, 0);
+  ::kill(victim, SIGKILL);
+  const auto killed_at = Clock::now();
+  const int code = run.wait();
+  const double took = std::chrono::duration<double>(Clock::now() - killed_at).count();
+  const std::string log = read_file(run.log);
+  EXPECT_NE(code, 0) << log;
+  EXPECT_LT(took, 5.0 + 10.0) << log;
+  EXPECT_NE(log.find("rank 0: error: lost rank 1"), std::string::npos) << log;
+  EXPECT_NE(log.find("rank 1 was killed by signal 9"), std::string::npos) << log;
+
+  auto resumed = testutil::run_command(launch(2) + " train --plain --resume " + (tmp / "runs/killed"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const io::SafetensorsFile a = final_weights(tmp / "runs/whole"), b = final_weights(tmp / "runs/killed");
+  for (const auto& [name, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.at(name))) << name;
+}
+
+// A rank that hangs (SIGSTOP) is named by the others once dist.timeout_s has passed.
+TEST(Distributed, AHungRankIsNamedAfterTheTimeout) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 512, 64, 8);
+  Background run(launch(2, "--grace 30") + fault_args(tmp, "hung"), tmp / "hung.log");
+  ASSERT_TRUE(wait_for([&] { return fs::exists(tmp / "runs/hung/checkpoints/step_00000020"); }, 120))
+      << read_file(run.log);
+  const pid_t victim = child_with_rank(run.pid, 1);
+  ASSERT_GT(victim, 0);
+  ::kill(victim, SIGSTOP);
+  const auto stopped_at = Clock::now();
+  ASSERT_TRUE(wait_for([&] { return read_file(run.log).find("rank 0: error") != std::string::npos; }, 60))
+      << read_file(run.log);
+  const double took = std::chrono::duration<double>(Clock::now() - stopped_at).count();
+  const std::string log = read_file(run.log);
+  EXPECT_LT(took, 5.0 + 10.0) << log;
+  EXPECT_NE(log.find("rank 0: error: lost rank 1"), std::string::npos) << log;
+  ::kill(victim, SIGKILL);
+  EXPECT_NE(run.wait(), 0);
+}
