@@ -4,7 +4,9 @@
 
 #include <cmath>
 
+#include "dynamoe/dist/all_to_all.h"
 #include "dynamoe/dist/batch_group.h"
+#include "dynamoe/dist/process_group.h"
 #include "dynamoe/moe/grouped_experts.h"
 #include "dynamoe/util/error.h"
 
@@ -36,18 +38,41 @@ MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
                 " needs moe.kernel = grouped");
   compute_dtype_ = o.precision == "bf16" ? at::kBFloat16 : at::ScalarType::Undefined;
   gate_ = register_module("gate", make_gate(o.gate, o.dim, o.n_experts));
+  const int64_t n_computing = o.n_experts - n_special_;
+  const int P = o.expert_group ? o.expert_group->size() : 1, q = o.expert_group ? o.expert_group->rank() : 0;
+  if (P > 1) {
+    if (o.router.kind() == "expert_choice")
+      throw ConfigError(str("moe.router.kind = expert_choice: each expert picks its tokens from the whole batch, "
+                            "which moe.expert_parallel = ", P, " does not support; use a token-choice router"));
+    if (o.capacity_factor > 0)
+      throw ConfigError(str("moe.experts.capacity_factor = ", o.capacity_factor, " is not supported with ",
+                            "moe.expert_parallel = ", P, " yet (set it to 0: dropless)"));
+    if (n_computing < P)
+      throw ConfigError(str("moe.expert_parallel = ", P, ": a layer with ", n_computing, " computing experts cannot ",
+                            "give each of ", P, " processes one"));
+  }
+  ep_first_ = n_computing * q / P;
+  ep_last_ = n_computing * (q + 1) / P;
+  // Every expert is built (the seeded initialisation is the same at any P); with expert
+  // parallelism only this rank's computing experts are kept, under their global index.
   torch::nn::ModuleList experts, shared;
+  std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>> local_experts;
   for (int64_t i = 0; i < o.n_experts; ++i) {
-    const std::string kind = i < o.n_experts - n_special_                      ? o.expert
+    const std::string kind = i < n_computing                                   ? o.expert
                              : i < o.n_experts - o.n_zero - o.n_copy           ? std::string("constant")
                              : i < o.n_experts - o.n_zero                      ? std::string("copy")
                                                                                : std::string("zero");
-    experts_.push_back(make_expert(kind, o.expert_options));
-    experts->push_back(experts_.back());
+    Expert e = make_expert(kind, o.expert_options);
+    if (i < n_computing) computing_flops_ = e->flops_per_token();
+    const bool here = i >= n_computing || (i >= ep_first_ && i < ep_last_);
+    experts_.push_back(here ? e : Expert(nullptr));
+    if (P == 1) experts->push_back(e);
+    else if (here) local_experts.emplace_back(std::to_string(i), e);
   }
-  register_module("experts", experts);
+  if (P == 1) register_module("experts", experts);
+  else register_module("experts", torch::nn::ModuleDict(local_experts));
   if (grouped_)  // the same tensor objects: .to(), optimizer steps and loads reach them
-    for (int64_t i = 0; i < o.n_experts - n_special_; ++i) {
+    for (int64_t i = ep_first_; i < ep_last_; ++i) {
       auto named = experts_[i]->named_parameters(/*recurse=*/false);
       for (const auto& n : grouped_param_names(o.expert)) grouped_params_.push_back(named[n]);
     }
@@ -87,7 +112,7 @@ MoELayerOutput MoELayerImpl::forward(const at::Tensor& x, const at::Tensor& prev
   out.aux_loss = aux.total;
   const double gate_flops = static_cast<double>(x.size(0)) * gate_->flops_per_token();
   out.stats = layer_stats(r, {expert_flops, shared_flops, gate_flops}, std::move(aux.values));
-  if (is_training()) last_load_ = batch_loads(out.stats.expert_tokens);
+  if (is_training() && expert_bias_.defined()) last_load_ = batch_loads(out.stats.expert_tokens);
   return out;
 }
 
@@ -127,15 +152,15 @@ at::Tensor MoELayerImpl::computing_mask(const at::Tensor& mask) const {
 
 at::Tensor MoELayerImpl::run_experts(const at::Tensor& xs, const Dispatch& d, double& expert_flops) {
   const int64_t n_computing = o_.n_experts - n_special_;
+  const bool parallel = ep_last_ - ep_first_ < n_computing;
   std::vector<at::Tensor> outs;  // blocks of [n, D], in row order
   int64_t first_loop_expert = 0;
-  if (grouped_) {
+  if (grouped_ || parallel) {
     const std::vector<int64_t> off(d.offsets.begin(), d.offsets.begin() + n_computing + 1);
-    const at::ScalarType compute = compute_dtype_ != at::ScalarType::Undefined ? compute_dtype_ : xs.scalar_type();
-    outs.push_back(grouped_experts(xs.narrow(0, 0, off.back()), off, grouped_params_,
-                                   {o_.expert, o_.expert_options.activation, compute}));
-    for (int64_t e = 0; e < n_computing; ++e)
-      expert_flops += static_cast<double>(d.count(e)) * experts_[e]->flops_per_token();
+    const at::Tensor rows = xs.narrow(0, 0, off.back());
+    outs.push_back(parallel ? exchange_and_run(rows, d) : run_local_experts(rows, off));
+    // FLOPs are counted where the tokens are (the same at any expert-parallel size).
+    for (int64_t e = 0; e < n_computing; ++e) expert_flops += static_cast<double>(d.count(e)) * computing_flops_;
     first_loop_expert = n_computing;
   }
   for (int64_t e = first_loop_expert; e < o_.n_experts; ++e) {
@@ -150,6 +175,67 @@ at::Tensor MoELayerImpl::run_experts(const at::Tensor& xs, const Dispatch& d, do
   // (the grouped block may be fp32 from bf16 GEMMs).
   for (auto& o : outs) o = o.to(xs.scalar_type());
   return torch::cat(outs, 0);
+}
+
+at::Tensor MoELayerImpl::run_local_experts(const at::Tensor& xs, const std::vector<int64_t>& offsets) {
+  if (grouped_) {
+    const at::ScalarType compute = compute_dtype_ != at::ScalarType::Undefined ? compute_dtype_ : xs.scalar_type();
+    return grouped_experts(xs, offsets, grouped_params_, {o_.expert, o_.expert_options.activation, compute});
+  }
+  std::vector<at::Tensor> outs;
+  for (int64_t j = 0; j + 1 < static_cast<int64_t>(offsets.size()); ++j) {
+    const int64_t n = offsets[j + 1] - offsets[j];
+    if (n > 0) outs.push_back(experts_[ep_first_ + j]->forward(xs.narrow(0, offsets[j], n)));  // [n, D]
+  }
+  if (outs.empty()) return xs.narrow(0, 0, 0);
+  return outs.size() == 1 ? outs[0] : torch::cat(outs, 0);
+}
+
+at::Tensor MoELayerImpl::exchange_and_run(const at::Tensor& xs, const Dispatch& d) {
+  dist::ProcessGroup& g = *o_.expert_group;
+  const int P = g.size();
+  const int64_t n_computing = o_.n_experts - n_special_, held = ep_last_ - ep_first_;
+  auto first = [&](int q) { return n_computing * q / P; };
+  // 1. counts: rank q learns how many rows of each of its experts every rank sends.
+  std::vector<int64_t> send_rows(P, 0), send_counts, count_splits(P), recv_splits(P, held);
+  for (int q = 0; q < P; ++q) {
+    for (int64_t e = first(q); e < first(q + 1); ++e) {
+      send_counts.push_back(d.count(e));
+      send_rows[q] += d.count(e);
+    }
+    count_splits[q] = first(q + 1) - first(q);
+  }
+  const at::Tensor got = g.alltoall(torch::tensor(send_counts, torch::kInt64), count_splits, recv_splits);  // [P * held]
+  const int64_t* c = got.data_ptr<int64_t>();
+  std::vector<int64_t> recv_rows(P, 0), src_start(P + 1, 0);
+  for (int s = 0; s < P; ++s) {
+    for (int64_t j = 0; j < held; ++j) recv_rows[s] += c[s * held + j];
+    src_start[s + 1] = src_start[s] + recv_rows[s];
+  }
+  // 2. rows out: received grouped by source rank, then by expert.
+  const at::Tensor recv = dist::all_to_all(g, xs, send_rows, recv_rows);  // [R, D]
+  // 3. regroup by expert (then source), run this rank's experts, and restore the order.
+  std::vector<int64_t> perm, offsets{0}, cursor(src_start.begin(), src_start.end() - 1);
+  perm.reserve(static_cast<size_t>(src_start[P]));
+  for (int64_t j = 0; j < held; ++j) {
+    for (int s = 0; s < P; ++s) {
+      const int64_t n = c[s * held + j];
+      for (int64_t t = 0; t < n; ++t) perm.push_back(cursor[s] + t);
+      cursor[s] += n;
+    }
+    offsets.push_back(static_cast<int64_t>(perm.size()));
+  }
+  std::vector<int64_t> inverse(perm.size());
+  for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
+  const at::Tensor ys = run_local_experts(recv.index_select(0, torch::tensor(perm, torch::kInt64)), offsets);
+  at::Tensor back = ys.index_select(0, torch::tensor(inverse, torch::kInt64));  // [R, D] by source
+  // Every rank must join the backward exchange, also one whose experts received no rows (its
+  // empty block is not connected to any parameter): give that block a place in the graph.
+  const std::vector<at::Tensor> own = experts_[ep_first_]->parameters();
+  if (torch::GradMode::is_enabled() && !back.requires_grad() && !own.empty() && own.front().requires_grad())
+    back = back.detach().requires_grad_(true);
+  // 4. rows back to the ranks they came from, in dispatch order.
+  return dist::all_to_all(g, back, recv_rows, send_rows);  // [A_computing, D]
 }
 
 at::Tensor MoELayerImpl::add_shared_experts(at::Tensor y, const at::Tensor& x, double& shared_flops) {

@@ -6,6 +6,12 @@
 // Parameters: gate.*, experts.{i}.*, shared.{j}.*, w_map (gating residual); buffer expert_bias
 // (aux-loss-free balancing). Experts 0 .. E-1 are: the computing experts (moe.experts.kind),
 // then constant, copy and zero experts (MoE++).
+//
+// Expert parallelism (MoELayerOptions.expert_group of P processes): process q holds the
+// computing experts [Ec q / P, Ec (q + 1) / P) (registered under their global names
+// experts.{i}); after dispatch each rank's rows go to their expert's rank by all-to-all, the
+// experts run there, and the rows come back before combine (autograd runs the exchanges
+// backwards). Gate, shared and zero/copy/constant experts stay on every rank.
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
@@ -19,6 +25,10 @@
 #include "dynamoe/moe/layer_stats.h"
 #include "dynamoe/moe/losses.h"
 #include "dynamoe/moe/routing.h"
+
+namespace dynamoe::dist {
+class ProcessGroup;
+}
 
 namespace dynamoe::moe {
 
@@ -38,6 +48,9 @@ struct MoELayerOptions {
   bool bias_balancing = false;
   double bias_gamma = 1e-3;
   LossCoefficients losses;
+  /// Expert parallelism: the processes that split this layer's computing experts between them
+  /// (every one of them must call forward with its own tokens); nullptr or 1 process: all here.
+  dist::ProcessGroup* expert_group = nullptr;
 };
 
 struct MoELayerOutput {
@@ -57,13 +70,20 @@ class MoELayerImpl : public torch::nn::Module {
   /// loads in training (call after each optimizer step); no-op when disabled.
   void update_bias();
   const MoELayerOptions& options() const { return o_; }
+  /// Expert i, or an empty holder for a computing expert held by another process.
   const std::vector<Expert>& experts() const { return experts_; }
+  /// The computing experts [first, last) this process holds (all of them without expert parallelism).
+  std::pair<int64_t, int64_t> local_experts() const { return {ep_first_, ep_last_}; }
 
  private:
   at::Tensor gate_logits(const at::Tensor& x, const at::Tensor& prev_logits);
   Routing route_tokens(const at::Tensor& z, const at::Tensor& token_ids);
   at::Tensor computing_mask(const at::Tensor& mask) const;
   at::Tensor run_experts(const at::Tensor& xs, const Dispatch& d, double& expert_flops);
+  /// The computing experts ep_first_ .. ep_last_ on rows grouped by them (offsets relative to xs).
+  at::Tensor run_local_experts(const at::Tensor& xs, const std::vector<int64_t>& offsets);
+  /// Expert parallelism: rows of the computing experts go to their ranks and come back.
+  at::Tensor exchange_and_run(const at::Tensor& xs, const Dispatch& d);
   at::Tensor add_shared_experts(at::Tensor y, const at::Tensor& x, double& shared_flops);
 
   MoELayerOptions o_;
@@ -72,6 +92,8 @@ class MoELayerImpl : public torch::nn::Module {
   bool grouped_ = false;            ///< the computing experts run as one grouped node
   at::ScalarType compute_dtype_{};  ///< expert GEMM dtype (bf16 precision), else undefined (x's)
   int64_t n_special_ = 0;           ///< zero + copy + constant experts (the last of the E)
+  int64_t ep_first_ = 0, ep_last_ = 0;  ///< computing experts held here
+  double computing_flops_ = 0;          ///< FLOPs per token of one computing expert
   Gate gate_;
   std::vector<Expert> experts_, shared_;
   std::vector<at::Tensor> grouped_params_;  ///< the computing experts' parameters in grouped_experts order
