@@ -107,3 +107,27 @@ TEST(Repository, PointsAtNoFileOutsideItself) {
   EXPECT_TRUE(offenders.empty()) << "these files point at shared/specs, which a clone does not have: "
                                  << ::testing::PrintToString(offenders);
 }
+
+// --overwrite never loses the old run before the new one is safe: a new run that fails before
+// its first checkpoint puts the old run back untouched; one that checkpoints replaces it and
+// leaves nothing behind.
+TEST(TrainLoop, OverwriteKeepsTheOldRunUntilTheNewOneHasACheckpoint) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 96, 32);
+  auto first = testutil::run_command(moe_cmd(tmp, "a", ""));
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const std::string summary = read_file(tmp / "runs/a/summary.json");
+  // SGD at lr 10 without clipping diverges within a few steps, long before step 1000's checkpoint.
+  auto failed = testutil::run_command(moe_cmd(tmp, "a", "--overwrite --set train.optimizer=sgd --set train.lr=10 "
+                                                        "--set train.grad_clip=0 --set train.warmup_steps=0 "
+                                                        "--set train.steps=1000 --set train.eval_every=1000"));
+  ASSERT_NE(failed.exit_code, 0) << failed.output;
+  EXPECT_NE(failed.output.find("training diverged"), std::string::npos) << failed.output;
+  EXPECT_EQ(read_file(tmp / "runs/a/summary.json"), summary);
+  EXPECT_TRUE(fs::exists(tmp / "runs/a/checkpoints/step_00000006/model.safetensors"));
+  auto again = testutil::run_command(moe_cmd(tmp, "a", "--overwrite --set train.seed=1"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(read_file(tmp / "runs/a/summary.json"), summary);
+  for (const auto& e : fs::directory_iterator(tmp / "runs"))
+    EXPECT_EQ(e.path().filename().string().rfind(".replaced-", 0), std::string::npos) << e.path();
+}

@@ -1,5 +1,7 @@
 #include "dynamoe/train/run_folder.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "dynamoe/io/optimizer_state.h"
@@ -26,14 +28,49 @@ std::pair<std::string, config::Config> resolve_run(const config::Config& cfg, co
   return {(fs::path(cfg.train.runs_dir) / opts.name).string(), cfg};
 }
 
-void create_run_folder(const std::string& run_dir, const std::string& config_yaml, bool overwrite) {
+ReplacedRun& ReplacedRun::operator=(ReplacedRun&& o) noexcept {
+  if (this != &o) {
+    run_dir_ = std::move(o.run_dir_);
+    kept_ = std::move(o.kept_);
+    o.kept_.clear();
+  }
+  return *this;
+}
+
+ReplacedRun::~ReplacedRun() {
+  if (kept_.empty()) return;
+  // The new run failed before its first checkpoint: the old one comes back.
+  std::error_code ec;
+  fs::remove_all(run_dir_, ec);
+  fs::rename(kept_, run_dir_, ec);
+}
+
+void ReplacedRun::commit() {
+  if (kept_.empty()) return;
+  std::error_code ec;
+  fs::remove_all(kept_, ec);
+  kept_.clear();
+}
+
+ReplacedRun create_run_folder(const std::string& run_dir, const std::string& config_yaml, bool overwrite) {
+  ReplacedRun replaced;
   if (fs::exists(run_dir)) {
     DYNAMOE_CHECK(overwrite, "run folder '", run_dir, "' already exists: pass --resume ", run_dir,
                   " to continue it, --overwrite to replace it, or another --name");
-    fs::remove_all(run_dir);
+    const fs::path p = fs::path(run_dir).lexically_normal();
+    const fs::path name = p.filename().empty() ? p.parent_path().filename() : p.filename();
+    const fs::path kept = (p.filename().empty() ? p.parent_path() : p).parent_path() /
+                          (".replaced-" + name.string() + "-" + std::to_string(::getpid()));
+    std::error_code ec;
+    fs::remove_all(kept, ec);
+    fs::rename(run_dir, kept, ec);
+    DYNAMOE_CHECK(!ec, "--overwrite: cannot move the old run '", run_dir, "' aside to '", kept.string(), "': ",
+                  ec.message());
+    replaced = ReplacedRun(run_dir, kept.string());
   }
   make_dirs(run_dir);
   write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config_yaml);
+  return replaced;
 }
 
 io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::Module& model,

@@ -18,9 +18,29 @@ namespace dynamoe::train {
 /// opts.resume is set, else cfg under train.runs_dir/opts.name.
 std::pair<std::string, config::Config> resolve_run(const config::Config& cfg, const TrainOptions& opts);
 
-/// A new run: creates run_dir (replacing it only when `overwrite`; otherwise an existing folder
-/// is an error naming --resume and --overwrite) and writes config.yaml atomically.
-void create_run_folder(const std::string& run_dir, const std::string& config_yaml, bool overwrite);
+/// A run folder replaced by --overwrite, kept aside until the new run has written its first
+/// checkpoint: commit() deletes it then; destroyed before that (the new run failed), it puts
+/// the old run back in place of the new one.
+class ReplacedRun {
+ public:
+  ReplacedRun() = default;
+  ReplacedRun(std::string run_dir, std::string kept) : run_dir_(std::move(run_dir)), kept_(std::move(kept)) {}
+  ReplacedRun(ReplacedRun&& o) noexcept : run_dir_(std::move(o.run_dir_)), kept_(std::move(o.kept_)) { o.kept_.clear(); }
+  ReplacedRun& operator=(ReplacedRun&& o) noexcept;
+  ~ReplacedRun();
+  /// Where the old run waits ("" when nothing was replaced or it is already gone).
+  const std::string& kept() const { return kept_; }
+  /// The new run is safe: delete the old one.
+  void commit();
+
+ private:
+  std::string run_dir_, kept_;
+};
+
+/// A new run: creates run_dir and writes config.yaml atomically. An existing folder is an error
+/// naming --resume and --overwrite, or with `overwrite` is moved aside (never deleted before
+/// the new run has a checkpoint: see ReplacedRun).
+ReplacedRun create_run_folder(const std::string& run_dir, const std::string& config_yaml, bool overwrite);
 
 /// Continues a run from its newest checkpoint (run_dir/checkpoints): loads the weights into
 /// `model` and the optimizer state into `opt`, restores the CPU RNG, prints "resuming ... from

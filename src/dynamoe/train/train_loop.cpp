@@ -144,7 +144,10 @@ class Loop {
       state_ = resume_from_checkpoint(run_dir, task_.model(), *opt_, out_);
       task_.check_resume(state_);
     } else if (rank_ == 0) {
-      create_run_folder(run_dir, config_yaml_, opts.overwrite);
+      replaced_ = create_run_folder(run_dir, config_yaml_, opts.overwrite);
+      if (!replaced_.kept().empty())
+        out_ << "replacing " << run_dir << ": the old run waits in " << replaced_.kept()
+             << " until this one's first checkpoint\n";
     }
     if (group_) broadcast_model();
     metrics_ = rank_ == 0 ? std::make_unique<MetricsLog>(run_dir, run_.resuming ? state_.step : -1)
@@ -302,6 +305,7 @@ class Loop {
     if (rank_ != 0) return;  // every rank holds the same model and optimizer state
     last_ckpt_ = save_run_checkpoint(run_.run_dir, task_.model(), *opt_, state_, state_.step, per_epoch_,
                                      config_yaml_, tc_.keep_checkpoints);
+    replaced_.commit();  // the new run is safe on disk: the run it replaced can go
   }
 
   TrainResult summarise(int64_t steps_this_process) {
@@ -340,6 +344,7 @@ class Loop {
   std::unique_ptr<MetricsLog> metrics_;
   std::unique_ptr<Progress> progress_;
   Window window_;
+  ReplacedRun replaced_;  ///< --overwrite: the old run, until this one's first checkpoint
   double last_lr_ = 0, last_rate_ = 0;
   Clock::time_point t_start_ = Clock::now();
 };
