@@ -131,3 +131,29 @@ TEST(TrainLoop, OverwriteKeepsTheOldRunUntilTheNewOneHasACheckpoint) {
   for (const auto& e : fs::directory_iterator(tmp / "runs"))
     EXPECT_EQ(e.path().filename().string().rfind(".replaced-", 0), std::string::npos) << e.path();
 }
+
+// A bit flip in a checkpoint is found by its checksum: eval refuses it, and --resume falls back
+// to the checkpoint before it and still ends bitwise where an uninterrupted run ends.
+TEST(TrainLoop, ADamagedCheckpointIsFoundAndResumeFallsBackToTheOneBefore) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 96, 32);
+  auto whole = testutil::run_command(moe_cmd(tmp, "whole", "--set train.checkpoint_every=2 --set train.keep_checkpoints=5"));
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  fs::copy(tmp / "runs/whole", tmp / "runs/cut", fs::copy_options::recursive);
+  fs::remove_all(tmp / "runs/cut/checkpoints/step_00000006");
+  const std::string damaged = tmp / "runs/cut/checkpoints/step_00000004/model.safetensors";
+  std::string bytes = read_file(damaged);
+  bytes[bytes.size() - 5] ^= 0x10;  // one bit of the last tensor
+  write_file_atomic(damaged, bytes);
+
+  auto ev = testutil::run_command(testutil::cli() + " eval --checkpoint " + (tmp / "runs/cut/checkpoints/step_00000004"));
+  EXPECT_NE(ev.exit_code, 0) << ev.output;
+  EXPECT_NE(ev.output.find("model.safetensors is damaged"), std::string::npos) << ev.output;
+
+  auto resumed = testutil::run_command(testutil::cli() + " train --plain --resume " + (tmp / "runs/cut"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("is damaged"), std::string::npos) << resumed.output;
+  EXPECT_NE(resumed.output.find("from step 2"), std::string::npos) << resumed.output;
+  EXPECT_EQ(read_file(tmp / "runs/cut/checkpoints/step_00000006/model.safetensors"),
+            read_file(tmp / "runs/whole/checkpoints/step_00000006/model.safetensors"));
+}

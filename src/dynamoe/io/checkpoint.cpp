@@ -13,6 +13,7 @@
 #include "dynamoe/io/optimizer_state.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/hash.h"
 
 namespace dynamoe::io {
 namespace fs = std::filesystem;
@@ -58,8 +59,29 @@ std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Modu
   return out;
 }
 
+std::string read_verified(const std::string& path) {
+  std::string bytes = read_file(path);
+  const fs::path state = fs::path(path).parent_path() / "state.json";
+  std::error_code ec;
+  if (!fs::is_regular_file(state, ec)) return bytes;  // not a checkpoint folder of dynamoe's
+  nlohmann::json js;
+  try {
+    js = nlohmann::json::parse(read_file(state.string()));
+  } catch (const nlohmann::json::exception&) {
+    return bytes;  // load_trainer_state reports a damaged state.json where it matters
+  }
+  const std::string name = fs::path(path).filename().string();
+  if (!js.is_object() || !js.contains("checksums") || !js["checksums"].is_object() || !js["checksums"].contains(name))
+    return bytes;  // written before checksums existed
+  const std::string want = js["checksums"][name].is_string() ? js["checksums"][name].get<std::string>() : "";
+  const std::string got = fnv1a64_hex(bytes);
+  DYNAMOE_CHECK(got == want, path, " is damaged: its FNV-1a checksum is ", got, " but state.json recorded ", want,
+                " when it was written");
+  return bytes;
+}
+
 void load_state_dict(torch::nn::Module& m, const std::string& path) {
-  SafetensorsFile f = load_safetensors(path);
+  SafetensorsFile f = parse_safetensors(read_verified(path), path);
   torch::NoGradGuard no_grad;
   size_t matched = 0;
   for (auto& [name, t] : state_dict(m)) {
@@ -116,13 +138,16 @@ std::string save_checkpoint(const std::string& checkpoints_dir, torch::nn::Modul
   fs::remove_all(tmp_dir);
   make_dirs(tmp_dir.string());
 
-  write_file_atomic((tmp_dir / "model.safetensors").string(),
-                    safetensors_bytes(state_dict(model), {{"format", "pt"}, {"producer", "dynamoe"}}));
-  write_file_atomic((tmp_dir / "optimizer.pt").string(), optimizer_state_bytes(opt));
+  const std::string model_bytes = safetensors_bytes(state_dict(model), {{"format", "pt"}, {"producer", "dynamoe"}});
+  const std::string optimizer_bytes = optimizer_state_bytes(opt);
+  write_file_atomic((tmp_dir / "model.safetensors").string(), model_bytes);
+  write_file_atomic((tmp_dir / "optimizer.pt").string(), optimizer_bytes);
   nlohmann::json js = {{"step", state.step},
                        {"epoch", state.epoch},
                        {"batch_in_epoch", state.batch_in_epoch},
-                       {"rng_state", state.rng_state}};
+                       {"rng_state", state.rng_state},
+                       {"checksums", {{"model.safetensors", fnv1a64_hex(model_bytes)},
+                                      {"optimizer.pt", fnv1a64_hex(optimizer_bytes)}}}};
   write_file_atomic((tmp_dir / "state.json").string(), js.dump(1) + "\n");
   write_file_atomic((tmp_dir / "config.yaml").string(), config_yaml);
   fsync_dir(tmp_dir.string());
@@ -139,6 +164,12 @@ std::string save_checkpoint(const std::string& checkpoints_dir, torch::nn::Modul
   for (const auto& e : fs::directory_iterator(checkpoints_dir))
     if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path(), ec);
   return final_dir.string();
+}
+
+std::vector<std::string> list_checkpoint_dirs(const std::string& checkpoints_dir) {
+  std::vector<std::string> out;
+  for (const auto& [step, path] : list_checkpoints(checkpoints_dir)) out.push_back(path.string());
+  return out;
 }
 
 std::string latest_checkpoint(const std::string& checkpoints_dir) {

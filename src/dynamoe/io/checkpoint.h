@@ -2,7 +2,8 @@
 // Checkpoints: a folder runs/<name>/checkpoints/step_<8 digits>/ holding
 //   model.safetensors   weights and buffers, named like a PyTorch state_dict
 //   optimizer.pt        optimizer state (LibTorch archive)
-//   state.json          step, epoch, batch within the epoch, CPU RNG state (hex)
+//   state.json          step, epoch, batch within the epoch, CPU RNG state (hex), and the
+//                       FNV-1a checksums of model.safetensors and optimizer.pt
 //   config.yaml         the resolved configuration (so the folder is self-contained)
 // The folder is written under a temporary name and renamed into place, so a checkpoint
 // either exists whole or not at all.
@@ -25,8 +26,13 @@ struct TrainerState {
 
 /// The module's parameters and buffers in state_dict order and naming.
 std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Module& m);
+/// The bytes of a checkpoint file, checked against the FNV-1a checksum that the state.json
+/// beside it recorded when it was written (files without one are returned as read); a
+/// mismatch is an error saying the file is damaged.
+std::string read_verified(const std::string& path);
 /// Copies tensors from a safetensors file into the module; every name must match in name,
-/// shape and dtype, with none missing and none extra.
+/// shape and dtype, with none missing and none extra. A damaged checkpoint file is an error
+/// (read_verified).
 void load_state_dict(torch::nn::Module& m, const std::string& safetensors_path);
 
 /// The current CPU RNG state as hex, and back.
@@ -39,6 +45,8 @@ std::string save_checkpoint(const std::string& checkpoints_dir, torch::nn::Modul
                             torch::optim::Optimizer& opt, const TrainerState& state,
                             const std::string& config_yaml, int64_t keep);
 
+/// The complete checkpoint folders in `checkpoints_dir`, oldest first.
+std::vector<std::string> list_checkpoint_dirs(const std::string& checkpoints_dir);
 /// The newest complete checkpoint in `checkpoints_dir`, or "" when none.
 std::string latest_checkpoint(const std::string& checkpoints_dir);
 /// Resolves a user's --checkpoint argument: a checkpoint folder, a run folder (its newest

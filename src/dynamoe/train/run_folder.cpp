@@ -75,14 +75,26 @@ ReplacedRun create_run_folder(const std::string& run_dir, const std::string& con
 
 io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::Module& model,
                                         torch::optim::Optimizer& opt, std::ostream& out) {
-  const std::string ckpt = io::latest_checkpoint((fs::path(run_dir) / "checkpoints").string());
-  DYNAMOE_CHECK(!ckpt.empty(), "--resume: run '", run_dir, "' has no checkpoint yet; start it again instead");
-  io::load_state_dict(model, (fs::path(ckpt) / "model.safetensors").string());
-  io::load_optimizer_state(opt, read_file((fs::path(ckpt) / "optimizer.pt").string()), ckpt);
-  io::TrainerState state = io::load_trainer_state(ckpt);
-  io::set_cpu_rng_state(state.rng_state, ckpt);
-  out << "resuming " << run_dir << " from step " << state.step << " (" << ckpt << ")\n";
-  return state;
+  const std::vector<std::string> all = io::list_checkpoint_dirs((fs::path(run_dir) / "checkpoints").string());
+  DYNAMOE_CHECK(!all.empty(), "--resume: run '", run_dir, "' has no checkpoint yet; start it again instead");
+  // The newest checkpoint that reads back whole; a damaged one is reported and skipped.
+  std::string damage;
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    const std::string& ckpt = *it;
+    try {
+      io::TrainerState state = io::load_trainer_state(ckpt);
+      io::load_state_dict(model, (fs::path(ckpt) / "model.safetensors").string());
+      io::load_optimizer_state(opt, io::read_verified((fs::path(ckpt) / "optimizer.pt").string()), ckpt);
+      io::set_cpu_rng_state(state.rng_state, ckpt);
+      out << "resuming " << run_dir << " from step " << state.step << " (" << ckpt << ")\n";
+      return state;
+    } catch (const Error& e) {
+      out << "checkpoint " << ckpt << " cannot be used: " << e.what()
+          << (std::next(it) != all.rend() ? "; trying the one before it" : "") << "\n";
+      damage = e.what();
+    }
+  }
+  throw Error(str("--resume: no checkpoint of run '", run_dir, "' reads back whole (the oldest: ", damage, ")"));
 }
 
 std::string save_run_checkpoint(const std::string& run_dir, torch::nn::Module& model, torch::optim::Optimizer& opt,
