@@ -195,6 +195,55 @@ TEST(Distributed, DataParallelTrainingEqualsOneProcess) {
   }
 }
 
+// Expert parallelism in training: 50 demo-model steps with each layer's experts split over 2
+// processes (P = 2), and over 2 x 2 processes (data x expert parallel), end where one process
+// ends; the checkpoint holds every expert under its global name and evaluates in one process;
+// a resume from an earlier checkpoint ends bitwise where the uninterrupted run ends.
+TEST(Distributed, ExpertParallelTrainingEqualsOneProcess) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 1000, 100, 28);
+  auto one = testutil::run_command(testutil::cli() + demo_args(tmp, "one"));
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const io::SafetensorsFile reference = final_weights(tmp / "runs/one");
+  const std::string ckpts = " --set train.checkpoint_every=20 --set train.keep_checkpoints=5";
+  for (int nproc : {2, 4}) {
+    const std::string name = "ep" + std::to_string(nproc);
+    auto r = testutil::run_command(launch(nproc) + demo_args(tmp, name, "--set moe.expert_parallel=2" + ckpts));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("expert parallel: 2 processes share each layer's experts"), std::string::npos) << r.output;
+    std::string worst;
+    const io::SafetensorsFile got = final_weights(tmp / ("runs/" + name));
+    ASSERT_EQ(got.names.size(), reference.names.size());
+    const double d = max_relative_difference(reference, got, &worst);
+    std::cout << "[ ep ] " << nproc << " processes, experts split over 2: largest relative weight difference " << d
+              << " (" << worst << ")\n";
+    EXPECT_LT(d, 1e-5) << worst;
+  }
+  auto ev = testutil::run_command(testutil::cli() + " eval --checkpoint " + (tmp / "runs/ep2"));
+  EXPECT_EQ(ev.exit_code, 0) << ev.output;
+  EXPECT_NE(ev.output.find("test accuracy"), std::string::npos) << ev.output;
+  fs::copy(tmp / "runs/ep2", tmp / "runs/cut", fs::copy_options::recursive);
+  fs::remove_all(tmp / "runs/cut/checkpoints/step_00000050");
+  fs::remove_all(tmp / "runs/cut/checkpoints/step_00000040");
+  auto resumed = testutil::run_command(launch(2) + " train --plain --resume " + (tmp / "runs/cut"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("from step 20"), std::string::npos) << resumed.output;
+  EXPECT_EQ(read_file(tmp / "runs/cut/checkpoints/step_00000050/model.safetensors"),
+            read_file(tmp / "runs/ep2/checkpoints/step_00000050/model.safetensors"));
+}
+
+TEST(Distributed, ExpertParallelSizeMustDivideTheProcesses) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 100, 20);
+  auto alone = testutil::run_command(testutil::cli() + demo_args(tmp, "alone", "--set moe.expert_parallel=2"));
+  EXPECT_EQ(alone.exit_code, 2) << alone.output;
+  EXPECT_NE(alone.output.find("moe.expert_parallel = 2 needs a multiple of 2 processes"), std::string::npos)
+      << alone.output;
+  auto three = testutil::run_command(launch(3) + demo_args(tmp, "three", "--set moe.expert_parallel=2"));
+  EXPECT_EQ(three.exit_code, 2) << three.output;
+  EXPECT_NE(three.output.find("this run has 3"), std::string::npos) << three.output;
+}
+
 TEST(Distributed, ABatchSmallerThanTheProcessesIsRefused) {
   testutil::TempDir tmp;
   testutil::write_synthetic_idx(tmp / "data", 100, 20);

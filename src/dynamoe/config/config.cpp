@@ -128,6 +128,8 @@ void add_moe_fields(Schema& s, MoEConfig& moe) {
                {"grouped", "loop"});
   s.add_string("moe.precision", &moe.precision, "expert GEMMs: fp32, or bf16 mixed precision (fp32 masters and router)",
                {"fp32", "bf16"});
+  s.add_int("moe.expert_parallel", &moe.expert_parallel,
+            "several processes: split each layer's computing experts over this many (1: every process holds all)", 1, 4096);
   for (const auto& [old_key, new_key] : renamed_keys()) s.add_renamed(old_key, new_key);
 }
 

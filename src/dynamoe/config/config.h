@@ -60,6 +60,7 @@ struct MoEConfig {
   double bias_gamma = 1e-3;
   std::string kernel = "grouped";    ///< grouped (one node, contiguous per-expert GEMMs) | loop (reference)
   std::string precision = "fp32";    ///< fp32 | bf16 (expert GEMMs in bf16, fp32 masters, router in fp32)
+  int64_t expert_parallel = 1;       ///< P: processes that split each layer's experts (docs/distributed.md)
 };
 
 /// The decoder-only language model (model.kind = lm); width is model.d_model, the dense FFN

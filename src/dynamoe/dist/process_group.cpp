@@ -1,10 +1,13 @@
 #include "dynamoe/dist/process_group.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -30,7 +33,9 @@ std::string heartbeat_key(int rank) { return str("dynamoe/heartbeat/", rank); }
 }  // namespace
 
 struct ProcessGroup::Impl {
-  LaunchEnv env;
+  LaunchEnv env;                        ///< rank and world of this group (a subgroup: positions)
+  std::vector<int> world_ranks;         ///< a subgroup's members as ranks of the run
+  Impl* parent = nullptr;               ///< a subgroup's run group (it owns the heartbeat)
   GroupOptions opts;
   c10::intrusive_ptr<c10d::TCPStore> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
@@ -92,7 +97,7 @@ struct ProcessGroup::Impl {
     try {
       f();
     } catch (const std::exception& e) {
-      const std::vector<int> silent = silent_ranks();
+      const std::vector<int> silent = parent ? parent->silent_ranks() : silent_ranks();
       std::string who;
       for (int r : silent) who += (who.empty() ? "" : ", ") + std::to_string(r);
       const std::string cause = first_line_of(e.what());
@@ -211,6 +216,49 @@ std::vector<int64_t> ProcessGroup::alltoall_counts(const std::vector<int64_t>& s
   return std::vector<int64_t>(out.data_ptr<int64_t>(), out.data_ptr<int64_t>() + out.numel());
 }
 
+std::vector<std::string> ProcessGroup::gather_bytes(const std::string& bytes) {
+  const int P = size();
+  std::vector<int64_t> sizes(P, 0);
+  sizes[0] = static_cast<int64_t>(bytes.size());
+  const std::vector<int64_t> got = alltoall_counts(sizes);  // rank 0: every rank's size
+  std::vector<int64_t> send(P, 0), recv(P, 0);
+  send[0] = static_cast<int64_t>(bytes.size());
+  if (rank() == 0) recv = got;
+  at::Tensor in = at::empty({static_cast<int64_t>(bytes.size())}, at::kByte);
+  if (!bytes.empty()) std::memcpy(in.data_ptr(), bytes.data(), bytes.size());
+  const at::Tensor out = alltoall(in, send, recv);
+  std::vector<std::string> parts;
+  if (rank() != 0) return parts;
+  const char* p = static_cast<const char*>(out.data_ptr());
+  for (int r = 0; r < P; ++r) {
+    parts.emplace_back(p, static_cast<size_t>(recv[r]));
+    p += recv[r];
+  }
+  return parts;
+}
+
+std::shared_ptr<ProcessGroup> ProcessGroup::subgroup(const std::vector<int>& ranks, const std::string& tag) {
+  auto it = std::find(ranks.begin(), ranks.end(), rank());
+  DYNAMOE_CHECK(it != ranks.end(), "subgroup '", tag, "': rank ", rank(), " is not one of its members");
+  auto impl = std::make_unique<Impl>();
+  impl->env = impl_->env;
+  impl->env.rank = static_cast<int>(it - ranks.begin());
+  impl->env.world = static_cast<int>(ranks.size());
+  impl->opts = impl_->opts;
+  impl->parent = impl_->parent ? impl_->parent : impl_.get();
+  for (int r : ranks) impl->world_ranks.push_back(r);
+  impl_->run("creating a process group", [&] {
+    auto store = c10::make_intrusive<c10d::PrefixStore>("dynamoe/group/" + tag, impl_->store);
+    auto go = c10d::ProcessGroupGloo::Options::create(to_ms(impl_->opts.timeout_s));
+    go->devices.push_back(impl_->env.local_world == impl_->env.world
+                              ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                              : c10d::ProcessGroupGloo::createDefaultDevice());
+    impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, impl->env.rank, impl->env.world, go);
+  });
+  impl->store = impl_->store;
+  return std::shared_ptr<ProcessGroup>(new ProcessGroup(std::move(impl)));
+}
+
 void ProcessGroup::barrier() {
   impl_->run("barrier", [&] { impl_->pg->barrier()->wait(); });
 }
@@ -224,5 +272,31 @@ std::shared_ptr<ProcessGroup>& world_slot() {
 
 ProcessGroup* world_group() { return world_slot().get(); }
 void set_world_group(std::shared_ptr<ProcessGroup> group) { world_slot() = std::move(group); }
+
+namespace {
+std::shared_ptr<ProcessGroup>& expert_slot() {
+  static std::shared_ptr<ProcessGroup> g;
+  return g;
+}
+std::shared_ptr<ProcessGroup>& expert_data_slot() {
+  static std::shared_ptr<ProcessGroup> g;
+  return g;
+}
+}  // namespace
+
+ProcessGroup* expert_group() { return expert_slot().get(); }
+ProcessGroup* expert_data_group() { return expert_data_slot().get(); }
+
+void set_expert_parallel(int P) {
+  ProcessGroup* w = world_group();
+  DYNAMOE_CHECK(w && P >= 1 && w->size() % P == 0, "internal: expert parallelism of ", P, " over ",
+                w ? w->size() : 1, " processes");
+  const int D = w->size() / P, r = w->rank();
+  std::vector<int> experts, data;
+  for (int q = 0; q < P; ++q) experts.push_back((r / P) * P + q);
+  for (int d = 0; d < D; ++d) data.push_back(d * P + r % P);
+  expert_slot() = w->subgroup(experts, str("experts-", r / P));
+  expert_data_slot() = D > 1 ? w->subgroup(data, str("expert-data-", r % P)) : nullptr;
+}
 
 }  // namespace dynamoe::dist

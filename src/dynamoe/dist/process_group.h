@@ -59,6 +59,11 @@ class ProcessGroup {
   std::vector<int64_t> alltoall_counts(const std::vector<int64_t>& send);
   /// Returns once every rank has called it.
   void barrier();
+  /// Rank 0 receives every rank's bytes (its own included), in rank order; the others get {}.
+  std::vector<std::string> gather_bytes(const std::string& bytes);
+  /// A group of some of this group's ranks (`ranks`, which must hold this one), named `tag`:
+  /// every member calls it with the same ranks and tag; its ranks are the positions in `ranks`.
+  std::shared_ptr<ProcessGroup> subgroup(const std::vector<int>& ranks, const std::string& tag);
 
   struct Impl;
 
@@ -70,5 +75,12 @@ class ProcessGroup {
 /// The group of the whole run when it has more than one process (set by set_world_group), else nullptr.
 ProcessGroup* world_group();
 void set_world_group(std::shared_ptr<ProcessGroup> group);
+
+/// Expert parallelism (moe.expert_parallel = P of a world of D x P): the P consecutive ranks that
+/// split the experts between them, and the D ranks that hold the same experts (nullptr when D = 1).
+ProcessGroup* expert_group();
+ProcessGroup* expert_data_group();
+/// Builds both from the world group (every rank calls it with the same P).
+void set_expert_parallel(int P);
 
 }  // namespace dynamoe::dist

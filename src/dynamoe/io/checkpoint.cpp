@@ -80,7 +80,8 @@ std::string read_verified(const std::string& path) {
   return bytes;
 }
 
-void load_state_dict(torch::nn::Module& m, const std::string& path) {
+void load_state_dict(torch::nn::Module& m, const std::string& path,
+                     const std::function<bool(const std::string&)>& may_skip) {
   SafetensorsFile f = parse_safetensors(read_verified(path), path);
   torch::NoGradGuard no_grad;
   size_t matched = 0;
@@ -98,7 +99,8 @@ void load_state_dict(torch::nn::Module& m, const std::string& path) {
     auto sd = state_dict(m);
     for (const auto& [name, _] : f.tensors) {
       bool known = std::any_of(sd.begin(), sd.end(), [&](const auto& kv) { return kv.first == name; });
-      DYNAMOE_CHECK(known, path, ": unexpected tensor '", name, "' (not in the model: wrong config?)");
+      DYNAMOE_CHECK(known || (may_skip && may_skip(name)), path, ": unexpected tensor '", name,
+                    "' (not in the model: wrong config?)");
     }
   }
 }
@@ -131,14 +133,16 @@ void set_cpu_rng_state(const std::string& hex, const std::string& where) {
 
 std::string save_checkpoint(const std::string& checkpoints_dir, torch::nn::Module& model,
                             torch::optim::Optimizer& opt, const TrainerState& state,
-                            const std::string& config_yaml, int64_t keep) {
+                            const std::string& config_yaml, int64_t keep, const CheckpointExtras& extras) {
   make_dirs(checkpoints_dir);
   const fs::path final_dir = fs::path(checkpoints_dir) / step_dir_name(state.step);
   const fs::path tmp_dir = fs::path(checkpoints_dir) / (".tmp-" + step_dir_name(state.step) + "-" + std::to_string(::getpid()));
   fs::remove_all(tmp_dir);
   make_dirs(tmp_dir.string());
 
-  const std::string model_bytes = safetensors_bytes(state_dict(model), {{"format", "pt"}, {"producer", "dynamoe"}});
+  NamedTensors tensors = state_dict(model);
+  tensors.insert(tensors.end(), extras.tensors.begin(), extras.tensors.end());
+  const std::string model_bytes = safetensors_bytes(tensors, {{"format", "pt"}, {"producer", "dynamoe"}});
   const std::string optimizer_bytes = optimizer_state_bytes(opt);
   write_file_atomic((tmp_dir / "model.safetensors").string(), model_bytes);
   write_file_atomic((tmp_dir / "optimizer.pt").string(), optimizer_bytes);
@@ -148,6 +152,10 @@ std::string save_checkpoint(const std::string& checkpoints_dir, torch::nn::Modul
                        {"rng_state", state.rng_state},
                        {"checksums", {{"model.safetensors", fnv1a64_hex(model_bytes)},
                                       {"optimizer.pt", fnv1a64_hex(optimizer_bytes)}}}};
+  for (const auto& [name, bytes] : extras.files) {
+    write_file_atomic((tmp_dir / name).string(), bytes);
+    js["checksums"][name] = fnv1a64_hex(bytes);
+  }
   write_file_atomic((tmp_dir / "state.json").string(), js.dump(1) + "\n");
   write_file_atomic((tmp_dir / "config.yaml").string(), config_yaml);
   fsync_dir(tmp_dir.string());

@@ -11,6 +11,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,9 +32,19 @@ std::vector<std::pair<std::string, at::Tensor>> state_dict(const torch::nn::Modu
 /// mismatch is an error saying the file is damaged.
 std::string read_verified(const std::string& path);
 /// Copies tensors from a safetensors file into the module; every name must match in name,
-/// shape and dtype, with none missing and none extra. A damaged checkpoint file is an error
+/// shape and dtype, with none missing and none extra except those `may_skip` accepts (the other
+/// ranks' experts of an expert-parallel run). A damaged checkpoint file is an error
 /// (read_verified).
-void load_state_dict(torch::nn::Module& m, const std::string& safetensors_path);
+void load_state_dict(torch::nn::Module& m, const std::string& safetensors_path,
+                     const std::function<bool(const std::string&)>& may_skip = nullptr);
+
+/// What a checkpoint holds beyond the module's own state: tensors held by other processes
+/// (written into model.safetensors under their names) and whole files (e.g. other ranks'
+/// optimizer states).
+struct CheckpointExtras {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  std::vector<std::pair<std::string, std::string>> files;  ///< file name, bytes
+};
 
 /// The current CPU RNG state as hex, and back.
 std::string cpu_rng_state();
@@ -43,7 +54,7 @@ void set_cpu_rng_state(const std::string& hex, const std::string& where);
 /// newest `keep` checkpoints. Returns the checkpoint folder.
 std::string save_checkpoint(const std::string& checkpoints_dir, torch::nn::Module& model,
                             torch::optim::Optimizer& opt, const TrainerState& state,
-                            const std::string& config_yaml, int64_t keep);
+                            const std::string& config_yaml, int64_t keep, const CheckpointExtras& extras = {});
 
 /// The complete checkpoint folders in `checkpoints_dir`, oldest first.
 std::vector<std::string> list_checkpoint_dirs(const std::string& checkpoints_dir);

@@ -1,5 +1,7 @@
 #include "dynamoe/models/moe_options.h"
 
+#include "dynamoe/dist/process_group.h"
+
 namespace dynamoe::models {
 
 moe::MoELayerOptions moe_layer_options(const config::MoEConfig& c, int64_t dim, int64_t n_experts, int64_t k_max,
@@ -20,6 +22,9 @@ moe::MoELayerOptions moe_layer_options(const config::MoEConfig& c, int64_t dim, 
   o.n_shared = c.experts.n_shared;
   o.kernel = c.kernel;
   o.precision = c.precision;
+  // Expert parallelism applies only inside a launched run; one process (eval, generate) holds
+  // every expert of a checkpoint saved at any P.
+  if (c.expert_parallel > 1) o.expert_group = dist::expert_group();
   o.bias_balancing = c.bias_balancing;
   o.bias_gamma = c.bias_gamma;
   o.losses.load_balance = c.losses.load_balance;

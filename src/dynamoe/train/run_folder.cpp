@@ -74,7 +74,9 @@ ReplacedRun create_run_folder(const std::string& run_dir, const std::string& con
 }
 
 io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::Module& model,
-                                        torch::optim::Optimizer& opt, std::ostream& out) {
+                                        torch::optim::Optimizer& opt, std::ostream& out,
+                                        const std::string& optimizer_file,
+                                        const std::function<bool(const std::string&)>& may_skip) {
   const std::vector<std::string> all = io::list_checkpoint_dirs((fs::path(run_dir) / "checkpoints").string());
   DYNAMOE_CHECK(!all.empty(), "--resume: run '", run_dir, "' has no checkpoint yet; start it again instead");
   // The newest checkpoint that reads back whole; a damaged one is reported and skipped.
@@ -83,8 +85,11 @@ io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::M
     const std::string& ckpt = *it;
     try {
       io::TrainerState state = io::load_trainer_state(ckpt);
-      io::load_state_dict(model, (fs::path(ckpt) / "model.safetensors").string());
-      io::load_optimizer_state(opt, io::read_verified((fs::path(ckpt) / "optimizer.pt").string()), ckpt);
+      io::load_state_dict(model, (fs::path(ckpt) / "model.safetensors").string(), may_skip);
+      const fs::path opt_path = fs::path(ckpt) / optimizer_file;
+      DYNAMOE_CHECK(fs::exists(opt_path), opt_path.string(), " does not exist (was the run saved with other "
+                    "processes or another moe.expert_parallel?)");
+      io::load_optimizer_state(opt, io::read_verified(opt_path.string()), ckpt);
       io::set_cpu_rng_state(state.rng_state, ckpt);
       out << "resuming " << run_dir << " from step " << state.step << " (" << ckpt << ")\n";
       return state;
@@ -99,12 +104,13 @@ io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::M
 
 std::string save_run_checkpoint(const std::string& run_dir, torch::nn::Module& model, torch::optim::Optimizer& opt,
                                 io::TrainerState& state, int64_t step, int64_t per_epoch,
-                                const std::string& config_yaml, int64_t keep) {
+                                const std::string& config_yaml, int64_t keep, const io::CheckpointExtras& extras) {
   state.step = step;
   state.epoch = step / per_epoch;
   state.batch_in_epoch = step % per_epoch;
   state.rng_state = io::cpu_rng_state();
-  return io::save_checkpoint((fs::path(run_dir) / "checkpoints").string(), model, opt, state, config_yaml, keep);
+  return io::save_checkpoint((fs::path(run_dir) / "checkpoints").string(), model, opt, state, config_yaml, keep,
+                             extras);
 }
 
 }  // namespace dynamoe::train

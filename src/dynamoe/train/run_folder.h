@@ -45,13 +45,17 @@ ReplacedRun create_run_folder(const std::string& run_dir, const std::string& con
 /// Continues a run from its newest checkpoint (run_dir/checkpoints): loads the weights into
 /// `model` and the optimizer state into `opt`, restores the CPU RNG, prints "resuming ... from
 /// step N" and returns the saved state. An error naming the run when it has no checkpoint yet.
+/// Expert parallelism: `optimizer_file` names this rank's optimizer state, and `may_skip`
+/// accepts the weights of experts other ranks hold.
 io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::Module& model,
-                                        torch::optim::Optimizer& opt, std::ostream& out);
+                                        torch::optim::Optimizer& opt, std::ostream& out,
+                                        const std::string& optimizer_file = "optimizer.pt",
+                                        const std::function<bool(const std::string&)>& may_skip = nullptr);
 
 /// Writes checkpoint `step` of a run (atomically, keeping the newest `keep`): first sets
 /// state's step, epoch and batch (per_epoch batches an epoch) and RNG. Returns its folder.
 std::string save_run_checkpoint(const std::string& run_dir, torch::nn::Module& model, torch::optim::Optimizer& opt,
                                 io::TrainerState& state, int64_t step, int64_t per_epoch,
-                                const std::string& config_yaml, int64_t keep);
+                                const std::string& config_yaml, int64_t keep, const io::CheckpointExtras& extras = {});
 
 }  // namespace dynamoe::train

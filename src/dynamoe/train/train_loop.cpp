@@ -7,9 +7,13 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <set>
 
 #include "dynamoe/dist/batch_group.h"
 #include "dynamoe/dist/process_group.h"
+#include "dynamoe/io/optimizer_state.h"
+#include "dynamoe/io/safetensors.h"
+#include "dynamoe/moe/moe_layer.h"
 #include "dynamoe/train/lr_schedule.h"
 #include "dynamoe/train/moe_report.h"
 #include "dynamoe/train/optimizer.h"
@@ -132,6 +136,7 @@ class Loop {
     run_.resuming = !opts.resume.empty();
     run_.threads = torch::get_num_threads();
     params_ = task_.trainable();
+    replicated_ = params_;
     opt_ = make_optimizer(tc_, params_);
     per_epoch_ = task_.batches_per_epoch();
     run_.total_steps = tc_.steps > 0 ? tc_.steps : tc_.epochs * per_epoch_;
@@ -139,9 +144,14 @@ class Loop {
     ckpt_every_ = tc_.checkpoint_every > 0 ? tc_.checkpoint_every : eval_every_;
     config_yaml_ = config::Config(cfg).to_yaml();
     if (group_) join_data_parallel();
+    if (experts_group_) split_expert_parameters();
     if (run_.resuming) {
-      // Every rank reads the checkpoint (the run folder is shared, or the same path on each machine).
-      state_ = resume_from_checkpoint(run_dir, task_.model(), *opt_, out_);
+      // Every rank reads the checkpoint (the run folder is shared, or the same path on each
+      // machine); with expert parallelism each its own optimizer state and experts.
+      const bool own_file = experts_group_ && rank_ != 0;
+      state_ = resume_from_checkpoint(run_dir, task_.model(), *opt_, out_,
+                                      own_file ? str("optimizer.rank", rank_, ".pt") : "optimizer.pt",
+                                      experts_group_ ? std::function<bool(const std::string&)>(is_expert_name) : nullptr);
       task_.check_resume(state_);
     } else if (rank_ == 0) {
       replaced_ = create_run_folder(run_dir, config_yaml_, opts.overwrite);
@@ -211,11 +221,14 @@ class Loop {
       objective = objective * (static_cast<double>(s.items) / global_items);
     }
     objective.backward();
-    if (group_) sum_gradients();
+    if (group_) {
+      sum_gradients(*group_, replicated_);
+      if (expert_data_) sum_gradients(*expert_data_, sharded_);
+    }
     // The norm is always measured; it clips only when train.grad_clip > 0 (an infinite bound
     // never scales a gradient).
     const double max_norm = tc_.grad_clip > 0 ? tc_.grad_clip : std::numeric_limits<double>::infinity();
-    f.grad_norm = torch::nn::utils::clip_grad_norm_(params_, max_norm);
+    f.grad_norm = experts_group_ ? clip_sharded(max_norm) : torch::nn::utils::clip_grad_norm_(params_, max_norm);
     opt_->step();
     task_.after_step();
     state_.step = step + 1;
@@ -239,34 +252,105 @@ class Loop {
                 task_.shard().begin(tc_.batch_size) << " of every " << tc_.batch_size << " examples\n";
   }
 
-  /// Every rank starts from rank 0's parameters and buffers.
+  /// Every rank starts from rank 0's parameters and buffers (experts held by one rank start
+  /// from the seeded initialisation, the same at any expert-parallel size).
   void broadcast_model() {
     std::vector<at::Tensor> tensors;
     torch::NoGradGuard no_grad;
-    for (const auto& p : task_.model().parameters()) tensors.push_back(p);
+    for (const auto& p : task_.model().parameters())
+      if (!sharded_ids_.count(p.unsafeGetTensorImpl())) tensors.push_back(p);
     for (const auto& b : task_.model().buffers()) tensors.push_back(b);
     for (const at::Tensor& t : tensors)
       DYNAMOE_CHECK(t.is_contiguous(), "data parallel: a parameter or buffer of the model is not contiguous");
     group_->broadcast_(tensors, 0);
   }
 
-  /// Sums the ranks' (share-weighted) gradients in place. A parameter that no rank's batch
-  /// reached keeps no gradient, as in one process (the optimizer then skips it).
-  void sum_gradients() {
+  /// Sums the ranks' (share-weighted) gradients of `params` over `g` in place. A parameter that
+  /// no rank's batch reached keeps no gradient, as in one process (the optimizer then skips it).
+  static void sum_gradients(dist::ProcessGroup& g, std::vector<at::Tensor>& params) {
     std::vector<at::Tensor> bufs;
-    at::Tensor reached = torch::zeros({static_cast<int64_t>(params_.size())}, torch::kFloat32);
+    at::Tensor reached = torch::zeros({static_cast<int64_t>(params.size())}, torch::kFloat32);
     auto r = reached.accessor<float, 1>();
-    for (size_t i = 0; i < params_.size(); ++i) {
-      at::Tensor& g = params_[i].mutable_grad();
-      if (g.defined()) r[static_cast<int64_t>(i)] = 1;
-      else g = torch::zeros_like(params_[i]);
-      if (!g.is_contiguous()) g = g.contiguous();
-      bufs.push_back(g);
+    for (size_t i = 0; i < params.size(); ++i) {
+      at::Tensor& grad = params[i].mutable_grad();
+      if (grad.defined()) r[static_cast<int64_t>(i)] = 1;
+      else grad = torch::zeros_like(params[i]);
+      if (!grad.is_contiguous()) grad = grad.contiguous();
+      bufs.push_back(grad);
     }
     bufs.push_back(reached);
-    group_->allreduce_sum_(bufs);
-    for (size_t i = 0; i < params_.size(); ++i)
-      if (r[static_cast<int64_t>(i)] == 0) params_[i].mutable_grad() = at::Tensor();
+    g.allreduce_sum_(bufs);
+    for (size_t i = 0; i < params.size(); ++i)
+      if (r[static_cast<int64_t>(i)] == 0) params[i].mutable_grad() = at::Tensor();
+  }
+
+  /// A checkpoint name of an expert's tensor ("<layer>.experts.<i>.<name>").
+  static bool is_expert_name(const std::string& name) {
+    return name.rfind("experts.", 0) == 0 || name.find(".experts.") != std::string::npos;
+  }
+
+  /// Expert parallelism: the parameters of the experts this rank holds (summed over the ranks
+  /// holding the same experts) apart from those every rank holds (summed over all).
+  void split_expert_parameters() {
+    if (tc_.gradnoise_every > 0)
+      throw ConfigError("train.gradnoise_every: gradient noise is measured in one process; it does not run with "
+                        "moe.expert_parallel > 1");
+    replicated_.clear();
+    for (const auto& m : task_.model().modules(/*include_self=*/true)) {
+      auto* layer = dynamic_cast<moe::MoELayerImpl*>(m.get());
+      if (!layer || !layer->options().expert_group) continue;
+      const auto [first, last] = layer->local_experts();
+      for (int64_t i = first; i < last; ++i)
+        for (const auto& p : layer->experts()[static_cast<size_t>(i)]->parameters())
+          sharded_ids_.insert(p.unsafeGetTensorImpl());
+    }
+    for (const auto& p : params_) (sharded_ids_.count(p.unsafeGetTensorImpl()) ? sharded_ : replicated_).push_back(p);
+    for (const auto& np : task_.model().named_parameters())
+      if (sharded_ids_.count(np.value().unsafeGetTensorImpl())) sharded_named_.emplace_back(np.key(), np.value());
+    out_ << "expert parallel: " << experts_group_->size() << " processes share each layer's experts ("
+         << count_parameters(sharded_) << " expert parameters here, " << count_parameters(replicated_)
+         << " on every process)\n";
+  }
+
+  /// clip_grad_norm_ over a model whose experts are split: the norm counts every expert once.
+  double clip_sharded(double max_norm) {
+    auto sum_sq = [](const std::vector<at::Tensor>& ps) {
+      double s = 0;
+      for (const auto& p : ps)
+        if (p.grad().defined()) s += p.grad().to(torch::kDouble).square().sum().item<double>();
+      return s;
+    };
+    std::vector<at::Tensor> shard{torch::tensor({sum_sq(sharded_)}, torch::kFloat64)};
+    experts_group_->allreduce_sum_(shard);
+    const double norm = std::sqrt(sum_sq(replicated_) + shard[0].item<double>());
+    const double coef = max_norm / (norm + 1e-6);
+    if (coef < 1) {
+      torch::NoGradGuard no_grad;
+      for (auto& p : params_)
+        if (p.grad().defined()) p.mutable_grad().mul_(coef);
+    }
+    return norm;
+  }
+
+  /// Expert parallelism: rank 0 collects the other ranks' experts (under their global names)
+  /// and optimizer states for the checkpoint it writes.
+  io::CheckpointExtras gather_expert_shards() {
+    io::CheckpointExtras extras;
+    if (!experts_group_) return extras;
+    io::NamedTensors mine;
+    for (const auto& [name, t] : sharded_named_) mine.emplace_back(name, t.detach());
+    const std::vector<std::string> weights = group_->gather_bytes(io::safetensors_bytes(mine, {}));
+    const std::vector<std::string> states = group_->gather_bytes(io::optimizer_state_bytes(*opt_));
+    if (rank_ != 0) return extras;
+    std::set<std::string> have;
+    for (const auto& [name, t] : io::state_dict(task_.model())) have.insert(name);
+    for (size_t r = 1; r < weights.size(); ++r) {
+      io::SafetensorsFile f = io::parse_safetensors(weights[r], str("rank ", r, "'s experts"));
+      for (const std::string& name : f.names)
+        if (have.insert(name).second) extras.tensors.emplace_back(name, f.tensors.at(name));
+      extras.files.emplace_back(str("optimizer.rank", r, ".pt"), states[r]);
+    }
+    return extras;
   }
 
   void log_window() {
@@ -302,9 +386,10 @@ class Loop {
   }
 
   void checkpoint() {
-    if (rank_ != 0) return;  // every rank holds the same model and optimizer state
+    const io::CheckpointExtras extras = gather_expert_shards();
+    if (rank_ != 0) return;  // rank 0 writes what every rank holds, and the gathered shards
     last_ckpt_ = save_run_checkpoint(run_.run_dir, task_.model(), *opt_, state_, state_.step, per_epoch_,
-                                     config_yaml_, tc_.keep_checkpoints);
+                                     config_yaml_, tc_.keep_checkpoints, extras);
     replaced_.commit();  // the new run is safe on disk: the run it replaced can go
   }
 
@@ -332,6 +417,11 @@ class Loop {
   Task& task_;
   const config::TrainConfig& tc_;
   dist::ProcessGroup* group_;  ///< the other processes of a data-parallel run (nullptr: alone)
+  dist::ProcessGroup* experts_group_ = dist::expert_group();    ///< expert parallelism: who splits the experts
+  dist::ProcessGroup* expert_data_ = dist::expert_data_group();  ///< ... and who holds the same ones
+  std::set<const void*> sharded_ids_;                  ///< TensorImpls of the experts held here
+  std::vector<at::Tensor> replicated_, sharded_;      ///< params_ split by who holds them
+  io::NamedTensors sharded_named_;
   int rank_;
   NullStream null_out_;
   std::ostream& out_;

@@ -43,12 +43,18 @@ TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts)
   // Everything that can fail on bad input (data, base model) happens in the task's constructor,
   // before anything is written.
   set_threads(cfg.train.threads);
-  std::unique_ptr<Task> task = make_task(cfg);
   // Launched as one of several processes (`dynamoe launch`, torchrun's variables): join them
-  // once this process's own checks have passed.
+  // before the model is built (expert-parallel layers hold their group).
   const dist::LaunchEnv env = dist::launch_env_from_environment();
-  if (env.distributed() && !dist::world_group())
+  const int64_t P = cfg.moe.expert_parallel;
+  if (P > 1 && env.world % P != 0)
+    throw ConfigError(str("moe.expert_parallel = ", P, " needs a multiple of ", P, " processes (dynamoe launch --nproc ",
+                          P, " -- train ...); this run has ", env.world));
+  if (env.distributed() && !dist::world_group()) {
     dist::set_world_group(dist::ProcessGroup::join(env, {cfg.dist.timeout_s, cfg.dist.connect_timeout_s}));
+    if (P > 1) dist::set_expert_parallel(static_cast<int>(P));
+  }
+  std::unique_ptr<Task> task = make_task(cfg);
   return train_loop(*task, run_dir, cfg, opts);
 }
 
