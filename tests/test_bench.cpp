@@ -36,3 +36,13 @@ TEST(Bench, APeerErrorNamesTheCommandAndThePeerKeepsServing) {
                {"failed 'time'", "nope"});
   EXPECT_TRUE(py.call({{"cmd", "hello"}}).value("ok", false));
 }
+
+// The ep section runs its 1, 2 and 4-process configurations to the end and prints the
+// projection (the figures themselves are not checked).
+TEST(Bench, TheMultiProcessSectionRunsEveryConfiguration) {
+  const CommandResult r = run_command("OMP_WAIT_POLICY=PASSIVE " + cli() + " bench --sections ep --tokens 64 --rounds 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* row : {"        2  dp", "        2  ep", "        4  dp", "        4  ep", "projection (a model"})
+    EXPECT_NE(r.output.find(row), std::string::npos) << row << "\n" << r.output;
+  EXPECT_EQ(r.output.find("failed"), std::string::npos) << r.output;
+}

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "dynamoe/bench/ep_bench.h"
 #include "dynamoe/bench/moe_bench.h"
 #include "dynamoe/bench/train_bench.h"
 #include "dynamoe/util/error.h"
@@ -32,8 +33,23 @@ std::string bench_script(const std::string& file) {
 #endif
 }
 
+/// /proc/self/exe: the workers of the ep section are this same program.
+std::string self_executable() {
+  std::error_code ec;
+  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw Error(str("dynamoe bench: cannot find its own executable: ", ec.message()));
+  return p.string();
+}
+
 int run(const ParsedArgs& a) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (a.has("ep-worker")) {
+    bench::EpBenchOptions w;
+    w.threads = static_cast<int>(a.get_int("threads", 1, 1));
+    w.tokens = a.get_int("tokens", w.tokens, 1);
+    w.iterations = static_cast<int>(a.get_int("rounds", w.iterations, 1));
+    return bench::run_ep_worker(a.get("ep-worker"), w, std::cout);
+  }
   bench::BenchOptions o;
   o.threads = static_cast<int>(a.get_int("threads", hw, 1));
   o.rounds = static_cast<int>(a.get_int("rounds", o.rounds, 1));
@@ -46,14 +62,24 @@ int run(const ParsedArgs& a) {
                                                         : std::vector<std::string>{"main", "fine", "decode", "dynamic",
                                                                                    "skew", "bf16", "e2e"};
   o.sections.clear();
-  bool e2e = false;
+  bool e2e = false, ep = false;
   for (const auto& s : sections) {
     if (s == "e2e")
       e2e = true;
+    else if (s == "ep")
+      ep = true;
     else
       o.sections.push_back(s);
   }
-  int failed = bench::run_moe_bench(o, std::cout);
+  int failed = o.sections.empty() ? 0 : bench::run_moe_bench(o, std::cout);
+  if (ep) {
+    bench::EpBenchOptions e;
+    e.threads = o.threads;
+    e.executable = self_executable();
+    if (a.has("tokens")) e.tokens = a.get_int("tokens", e.tokens, 1);
+    if (a.has("rounds")) e.iterations = static_cast<int>(a.get_int("rounds", e.iterations, 1));
+    bench::run_ep_bench(e, std::cout);
+  }
   if (e2e) {
     bench::TrainBenchOptions t;
     t.threads = o.threads;
@@ -72,7 +98,7 @@ int run(const ParsedArgs& a) {
 Command bench_command() {
   return {{"bench",
            "MoE layer and training speed, side by side with PyTorch peers (bench/peers.py, bench/train_peer.py)",
-           "dynamoe bench [--sections main,fine,decode,dynamic,skew,bf16,e2e] [--rounds R] [--threads N] [--no-peers]",
+           "dynamoe bench [--sections main,fine,decode,dynamic,skew,bf16,e2e,ep] [--rounds R] [--threads N] [--no-peers]",
            "Protocol (docs/bench.md): every implementation runs in each round, rounds are\n"
            "interleaved, each round also times a 1024^3 calibration GEMM, and the median over clean\n"
            "rounds (calibration within 0.85 of its best) is quoted with the min in (). Outputs and\n"
@@ -89,7 +115,8 @@ Command bench_command() {
             {"train-peer-script", "FILE", "the training peer (default bench/train_peer.py)"},
             {"config", "FILE", "e2e: the model to train (default configs/demo.yaml)"},
             {"steps", "S", "e2e: timed training steps per run (default 300)"},
-            {"e2e-rounds", "R", "e2e: alternating runs of each (default 2)"}},
+            {"e2e-rounds", "R", "e2e: alternating runs of each (default 2)"},
+            {"ep-worker", "MODE", "internal: one rank of the ep section (dp or ep)"}},
            0},
           run};
 }

@@ -36,6 +36,7 @@ struct ProcessGroup::Impl {
   LaunchEnv env;                        ///< rank and world of this group (a subgroup: positions)
   std::vector<int> world_ranks;         ///< a subgroup's members as ranks of the run
   Impl* parent = nullptr;               ///< a subgroup's run group (it owns the heartbeat)
+  ProcessGroup::Traffic traffic;
   GroupOptions opts;
   c10::intrusive_ptr<c10d::TCPStore> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
@@ -170,11 +171,16 @@ void ProcessGroup::allreduce_sum_(std::vector<at::Tensor>& tensors) {
     buckets.back().push_back(t);
     bytes += b;
   }
+  const auto t0 = std::chrono::steady_clock::now();
   impl_->run("allreduce", [&] {
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     for (auto& bucket : buckets) works.push_back(impl_->pg->allreduce_coalesced(bucket));
     for (auto& w : works) w->wait();
   });
+  Traffic& tr = impl_->traffic;
+  tr.allreduce_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ++tr.allreduces;
+  for (const at::Tensor& t : tensors) tr.allreduce_bytes += t.numel() * static_cast<int64_t>(t.element_size());
 }
 
 void ProcessGroup::broadcast_(std::vector<at::Tensor>& tensors, int root) {
@@ -201,11 +207,18 @@ at::Tensor ProcessGroup::alltoall(const at::Tensor& in, const std::vector<int64_
   shape[0] = total;
   at::Tensor input = in.contiguous();
   at::Tensor out = at::empty(shape, in.options());
+  const auto t0 = std::chrono::steady_clock::now();
   impl_->run("all-to-all", [&] {
     // alltoall_base moves from its count vectors: give it copies.
     std::vector<int64_t> out_counts = recv_rows, in_counts = send_rows;
     impl_->pg->alltoall_base(out, input, out_counts, in_counts)->wait();
   });
+  Traffic& tr = impl_->traffic;
+  tr.alltoall_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ++tr.alltoalls;
+  const int64_t row_bytes = in.size(0) > 0 ? input.numel() / in.size(0) * static_cast<int64_t>(in.element_size()) : 0;
+  for (int q = 0; q < size(); ++q)
+    if (q != rank()) tr.alltoall_bytes += send_rows[q] * row_bytes;
   return out;
 }
 
@@ -258,6 +271,9 @@ std::shared_ptr<ProcessGroup> ProcessGroup::subgroup(const std::vector<int>& ran
   impl->store = impl_->store;
   return std::shared_ptr<ProcessGroup>(new ProcessGroup(std::move(impl)));
 }
+
+ProcessGroup::Traffic ProcessGroup::traffic() const { return impl_->traffic; }
+void ProcessGroup::reset_traffic() { impl_->traffic = Traffic(); }
 
 void ProcessGroup::barrier() {
   impl_->run("barrier", [&] { impl_->pg->barrier()->wait(); });

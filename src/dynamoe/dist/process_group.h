@@ -59,6 +59,16 @@ class ProcessGroup {
   std::vector<int64_t> alltoall_counts(const std::vector<int64_t>& send);
   /// Returns once every rank has called it.
   void barrier();
+
+  /// What this rank's collectives moved and waited for since the last reset (for benchmarks).
+  struct Traffic {
+    int64_t alltoalls = 0, allreduces = 0;
+    int64_t alltoall_bytes = 0;   ///< bytes this rank sent to other ranks
+    int64_t allreduce_bytes = 0;  ///< bytes of the tensors reduced
+    double alltoall_s = 0, allreduce_s = 0;
+  };
+  Traffic traffic() const;
+  void reset_traffic();
   /// Rank 0 receives every rank's bytes (its own included), in rank order; the others get {}.
   std::vector<std::string> gather_bytes(const std::string& bytes);
   /// A group of some of this group's ranks (`ranks`, which must hold this one), named `tag`:
