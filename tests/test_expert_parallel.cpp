@@ -2,7 +2,8 @@
 // hold 1/P of a layer's experts and exchange rows by all-to-all; outputs, the auxiliary loss and
 // every gradient equal the single-process layer on the concatenated batch in float64 within
 // 1e-10, for top_k, top_p, dynamoe (with its training noise), tsallis_hybrid, the loop kernel,
-// SwiGLU with a copy expert, and a batch in which one rank's experts receive no rows.
+// SwiGLU with a copy expert, capacity limits decided over the whole batch, and a batch in which
+// one rank's experts receive no rows.
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -24,6 +24,7 @@ struct Case {
   bool idle_last_expert = false;  ///< the gate never picks the last expert: its rank receives no rows
   std::string kernel = "grouped", expert = "ffn";
   int64_t n_copy = 0;
+  double capacity_factor = 0;
 };
 
 double max_abs(const at::Tensor& t) { return t.numel() ? t.abs().max().item<double>() : 0.0; }
@@ -41,6 +42,7 @@ double run_case(dist::ProcessGroup& g, const Case& c) {
   o.expert_options = {D, 16, "gelu"};
   o.kernel = c.kernel;
   o.n_copy = c.n_copy;
+  o.capacity_factor = c.capacity_factor;
   o.losses.load_balance = 0.01;
   o.losses.z_loss = 0.001;
   torch::manual_seed(1);
@@ -86,10 +88,10 @@ double run_case(dist::ProcessGroup& g, const Case& c) {
     }
     worst = std::max(worst, max_abs(grad - grad_or_zeros(ref_params[p.key()])));
   }
-  std::printf("rank %d of %d: %-24s rows %2lld..%2lld  experts %lld..%lld  largest difference %.3g\n", g.rank(),
-              g.size(), c.name.c_str(), static_cast<long long>(b), static_cast<long long>(e),
-              static_cast<long long>(ep->local_experts().first), static_cast<long long>(ep->local_experts().second),
-              worst);
+  std::printf("rank %d of %d: %-24s rows %2lld..%2lld  experts %lld..%lld  dropped %lld of the batch's  "
+              "largest difference %.3g\n", g.rank(), g.size(), c.name.c_str(), static_cast<long long>(b),
+              static_cast<long long>(e), static_cast<long long>(ep->local_experts().first),
+              static_cast<long long>(ep->local_experts().second), static_cast<long long>(r.routing.dropped), worst);
   return worst;
 }
 
@@ -107,6 +109,8 @@ int main() {
         {"top_k, loop kernel", "top_k", 8, false, "loop"},
         {"top_k, swiglu + copy", "top_k", 8, false, "grouped", "swiglu", 1},
         {"top_k, an idle rank", "top_k", static_cast<int64_t>(g->size()), true},
+        {"top_k, capacity 1.0", "top_k", 8, false, "grouped", "ffn", 0, 1.0},
+        {"top_p, capacity 0.5", "top_p", 8, false, "grouped", "ffn", 0, 0.5},
     };
     int failed = 0;
     for (const Case& c : cases) {

@@ -40,3 +40,35 @@ void batch_sum_(at::Tensor& t) {
 }
 
 }  // namespace dynamoe::dist
+
+namespace dynamoe::dist {
+namespace {
+
+/// Every rank's row count, in rank order.
+std::vector<int64_t> row_counts(int64_t n_local) {
+  std::vector<int64_t> send(static_cast<size_t>(current->size()), n_local);
+  return current->alltoall_counts(send);
+}
+
+}  // namespace
+
+at::Tensor batch_gather_rows(const at::Tensor& t) {
+  if (!current) return t;
+  DYNAMOE_CHECK(!t.requires_grad(), "batch_gather_rows: routing decisions only (the tensor requires grad)");
+  const int P = current->size();
+  const std::vector<int64_t> counts = row_counts(t.size(0));
+  // Every rank sends its rows to every rank: the all-to-all gives the concatenation.
+  std::vector<at::Tensor> copies(static_cast<size_t>(P), t.contiguous());
+  const std::vector<int64_t> send(static_cast<size_t>(P), t.size(0));
+  return current->alltoall(at::cat(copies, 0), send, counts);
+}
+
+int64_t batch_row_offset(int64_t n_local) {
+  if (!current) return 0;
+  const std::vector<int64_t> counts = row_counts(n_local);
+  int64_t offset = 0;
+  for (int r = 0; r < current->rank(); ++r) offset += counts[static_cast<size_t>(r)];
+  return offset;
+}
+
+}  // namespace dynamoe::dist

@@ -44,6 +44,13 @@ class BatchScope {
 /// `t` must not require grad. Every rank of the group must call it in the same order.
 void batch_sum_(at::Tensor& t);
 
+/// The rows of every process of batch_group() concatenated in rank order ([N_global, ...]),
+/// which is the batch one process would hold; `t` alone when there is no group. Not
+/// differentiable (for routing decisions).
+at::Tensor batch_gather_rows(const at::Tensor& t);
+/// Where this process's rows start in batch_gather_rows' result (0 alone).
+int64_t batch_row_offset(int64_t n_local);
+
 /// Random values for this process's `n` rows (tokens) that equal the rows one process would
 /// draw for the whole batch: `draw(rows)` is called for the global row count and this
 /// process's slice is returned. Alone, or when n is not a whole number of rows per example,

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 
 #include "dynamoe/dist/all_to_all.h"
 #include "dynamoe/dist/batch_group.h"
@@ -19,6 +20,26 @@ std::vector<int64_t> batch_loads(const std::vector<int64_t>& local) {
   at::Tensor t = torch::tensor(local, torch::kInt64);
   dist::batch_sum_(t);
   return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+}
+
+/// apply_capacity over a batch split between processes: the capacity comes from the whole
+/// batch's tokens and assignments, and each expert keeps its `capacity` highest-weight tokens
+/// of the whole batch (ties: the earlier token), exactly as one process holding it would.
+void apply_batch_capacity(Routing& r, double cf, int64_t n_experts) {
+  const at::Tensor score = r.weights.detach().to(at::kDouble).masked_fill(
+      r.mask.logical_not(), -std::numeric_limits<double>::infinity());  // [n, E]
+  const at::Tensor all = dist::batch_gather_rows(score);                  // [N, E]
+  const int64_t n = score.size(0), offset = dist::batch_row_offset(n), N = all.size(0);
+  at::Tensor before = torch::tensor({r.assignments_before_capacity}, torch::kInt64);
+  dist::batch_sum_(before);
+  const double k_mean = static_cast<double>(before.item<int64_t>()) / static_cast<double>(std::max<int64_t>(N, 1));
+  const int64_t capacity = capacity_for(cf, N, k_mean, n_experts);
+  if (capacity >= N) return;
+  const at::Tensor rank = functional::descending_ranks(all.t().contiguous()).t();  // [N, E]
+  const at::Tensor keep = r.mask.logical_and(rank.narrow(0, offset, n) < capacity);  // [n, E]
+  r.dropped += r.mask.sum().item<int64_t>() - keep.sum().item<int64_t>();
+  r.weights = r.weights.masked_fill(keep.logical_not(), 0);
+  r.mask = keep;
 }
 
 }  // namespace
@@ -44,9 +65,6 @@ MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
     if (o.router.kind() == "expert_choice")
       throw ConfigError(str("moe.router.kind = expert_choice: each expert picks its tokens from the whole batch, "
                             "which moe.expert_parallel = ", P, " does not support; use a token-choice router"));
-    if (o.capacity_factor > 0)
-      throw ConfigError(str("moe.experts.capacity_factor = ", o.capacity_factor, " is not supported with ",
-                            "moe.expert_parallel = ", P, " yet (set it to 0: dropless)"));
     if (n_computing < P)
       throw ConfigError(str("moe.expert_parallel = ", P, ": a layer with ", n_computing, " computing experts cannot ",
                             "give each of ", P, " processes one"));
@@ -135,9 +153,13 @@ Routing MoELayerImpl::route_tokens(const at::Tensor& z, const at::Tensor& token_
   Routing r = route(o_.router.kind(), z, o_.router.options(), ctx);
   const double cf = o_.capacity_factor;
   if (cf > 0 && !router_traits_.own_capacity) {
-    const int64_t N = z.size(0);
-    const double k_mean = static_cast<double>(r.assignments_before_capacity) / static_cast<double>(std::max<int64_t>(N, 1));
-    apply_capacity(r, capacity_for(cf, N, k_mean, o_.n_experts));
+    if (dist::batch_group()) {
+      apply_batch_capacity(r, cf, o_.n_experts);
+    } else {
+      const int64_t N = z.size(0);
+      const double k_mean = static_cast<double>(r.assignments_before_capacity) / static_cast<double>(std::max<int64_t>(N, 1));
+      apply_capacity(r, capacity_for(cf, N, k_mean, o_.n_experts));
+    }
   }
   return r;
 }
