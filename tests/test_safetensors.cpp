@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sys/resource.h>
 
 #include "dynamoe/io/safetensors.h"
 #include "dynamoe/util/atomic_file.h"
@@ -68,7 +69,7 @@ TEST(Safetensors, RejectsTruncatedAndMalformed) {
   EXPECT_NE(error_of(good.substr(0, good.size() - 1)).find("f.safetensors"), std::string::npos);
   EXPECT_NE(error_of(good + "xx").find("data bytes"), std::string::npos);
   std::string bad_len = good;
-  bad_len[5] = 1;  // header length far beyond the file
+  bad_len[3] = 1;  // header length (16 MB) far beyond the file
   EXPECT_NE(error_of(bad_len).find("exceeds the file size"), std::string::npos);
   std::string bad_json = good;
   bad_json[8] = '[';
@@ -165,4 +166,28 @@ TEST(Safetensors, OnlyRegularFilesAreRead) {
   testutil::expect_error([&] { io::load_safetensors(dir.file("zero.safetensors")); },
                          {"zero.safetensors", "not a regular file"});
   testutil::expect_error([&] { io::load_safetensors(dir.str()); }, {dir.str(), "it is a directory"});
+}
+
+// Hostile sizes are refused from the header, before the data is read: a header over the
+// reference library's 100,000,000-byte limit, and 1 GiB of trailing data (a sparse file: the
+// peak memory of the process must not grow by anything like it).
+TEST(Safetensors, SizesAreCheckedBeforeTheDataIsRead) {
+  testutil::TempDir tmp;
+  {
+    std::string bytes(8 + 16, ' ');
+    const uint64_t hlen = 200000000;
+    std::memcpy(bytes.data(), &hlen, 8);
+    write_file_atomic(tmp / "big-header.safetensors", bytes);
+    testutil::expect_error([&] { io::load_safetensors(tmp / "big-header.safetensors"); },
+                           {"big-header.safetensors", "header length 200000000", "100000000-byte limit"});
+  }
+  const std::string path = tmp / "trailing.safetensors";
+  io::save_safetensors(path, {{"w", torch::ones({4, 4})}});
+  const auto size = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, size + (1ull << 30));
+  rusage before{}, after{};
+  ::getrusage(RUSAGE_SELF, &before);
+  testutil::expect_error([&] { io::load_safetensors(path); }, {"trailing.safetensors", "1073741824 bytes of trailing data"});
+  ::getrusage(RUSAGE_SELF, &after);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 200 * 1024) << "kB of peak memory added by reading the header";
 }

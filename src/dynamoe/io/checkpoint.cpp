@@ -82,6 +82,7 @@ std::string read_verified(const std::string& path) {
 
 void load_state_dict(torch::nn::Module& m, const std::string& path,
                      const std::function<bool(const std::string&)>& may_skip) {
+  check_safetensors_file(path);
   SafetensorsFile f = parse_safetensors(read_verified(path), path);
   torch::NoGradGuard no_grad;
   size_t matched = 0;

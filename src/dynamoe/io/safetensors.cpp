@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <fstream>
+#include <filesystem>
 
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
@@ -86,6 +88,8 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
                 " bytes, the header length alone takes 8)");
   uint64_t hlen = 0;
   std::memcpy(&hlen, bytes.data(), 8);
+  DYNAMOE_CHECK(hlen <= kMaxSafetensorsHeader, where, ": header length ", hlen, " is over the ",
+                kMaxSafetensorsHeader, "-byte limit (not safetensors, or hostile)");
   DYNAMOE_CHECK(hlen <= bytes.size() - 8, where, ": header length ", hlen,
                 " exceeds the file size ", bytes.size(), " (truncated or not safetensors)");
   const uint64_t data_start = 8 + hlen;
@@ -142,6 +146,39 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
   return f;
 }
 
-SafetensorsFile load_safetensors(const std::string& path) { return parse_safetensors(read_file(path), path); }
+void check_safetensors_file(const std::string& path) {
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(path, ec);
+  if (ec) return;  // read_file names the problem
+  std::ifstream in(path, std::ios::binary);
+  char len[8] = {};
+  if (size < 8 || !in.read(len, 8)) return;  // parse_safetensors reports the truncation
+  uint64_t hlen = 0;
+  std::memcpy(&hlen, len, 8);
+  DYNAMOE_CHECK(hlen <= kMaxSafetensorsHeader, path, ": header length ", hlen, " is over the ",
+                kMaxSafetensorsHeader, "-byte limit (not safetensors, or hostile)");
+  DYNAMOE_CHECK(hlen <= size - 8, path, ": header length ", hlen, " exceeds the file size ", size,
+                " (truncated or not safetensors)");
+  std::string header(hlen, '\0');
+  DYNAMOE_CHECK(in.read(header.data(), static_cast<std::streamsize>(hlen)), "error while reading '", path, "'");
+  const nlohmann::json h = parse_json(header, str(path, ": safetensors header"));
+  if (!h.is_object()) return;  // parse_safetensors names it
+  uint64_t last = 0;
+  for (auto it = h.begin(); it != h.end(); ++it) {
+    if (it.key() == "__metadata__" || !it->is_object() || !it->contains("data_offsets")) continue;
+    const auto& off = (*it)["data_offsets"];
+    if (off.is_array() && off.size() == 2 && off[1].is_number_unsigned()) last = std::max(last, off[1].get<uint64_t>());
+  }
+  const uint64_t data = size - 8 - hlen;
+  DYNAMOE_CHECK(last <= data, path, ": its tensors need ", last, " data bytes but the file holds ", data,
+                " (truncated?)");
+  DYNAMOE_CHECK(last == data, path, ": ", data - last, " bytes of trailing data after the last tensor (not a "
+                "safetensors file written whole)");
+}
+
+SafetensorsFile load_safetensors(const std::string& path) {
+  check_safetensors_file(path);
+  return parse_safetensors(read_file(path), path);
+}
 
 }  // namespace dynamoe::io

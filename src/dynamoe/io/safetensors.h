@@ -36,4 +36,11 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
 /// Reads and parses a safetensors file.
 SafetensorsFile load_safetensors(const std::string& path);
 
+/// Headers longer than this are refused (as the reference safetensors library does).
+constexpr uint64_t kMaxSafetensorsHeader = 100000000;
+/// Checks a safetensors file's size against its header before its data is read: a header over
+/// kMaxSafetensorsHeader, tensors that need more bytes than the file has, or bytes past the
+/// last tensor are one-line errors, in time and memory bounded by the header.
+void check_safetensors_file(const std::string& path);
+
 }  // namespace dynamoe::io

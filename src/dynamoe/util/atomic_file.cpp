@@ -72,10 +72,12 @@ std::string read_file(const std::string& path) {
                 S_ISDIR(st.st_mode) ? "it is a directory" : "it is not a regular file");
   std::ifstream in(path, std::ios::binary);
   DYNAMOE_CHECK(in.good(), "cannot read '", path, "': ", std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  DYNAMOE_CHECK(!in.bad(), "error while reading '", path, "'");
-  return ss.str();
+  // One buffer of the file's size (a stringstream would hold the bytes twice).
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  DYNAMOE_CHECK(!in.bad() && in.gcount() == static_cast<std::streamsize>(bytes.size()), "error while reading '", path,
+                "' (", in.gcount(), " of ", bytes.size(), " bytes)");
+  return bytes;
 }
 
 }  // namespace dynamoe
