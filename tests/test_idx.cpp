@@ -1,6 +1,7 @@
 // IDX reader/writer: round trips (plain and gzip, several element types), exact-size
 // validation and the pairing of image and label files.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -278,3 +279,30 @@ TEST(DataIdx, IdxPathsPreferPlainThenGzip) {
 }
 
 }  // namespace
+
+// A gzip IDX bomb: the header declares 10 bytes, the stream inflates to 512 MiB of zeros. The
+// reader stops one byte past the declared size instead of inflating it all.
+TEST(Idx, AGzipBombStopsAtTheDeclaredSize) {
+  dynamoe::testutil::TempDir tmp;
+  const std::string path = tmp / "bomb-idx1-ubyte.gz";
+  {
+    gzFile f = gzopen(path.c_str(), "wb1");
+    ASSERT_NE(f, nullptr);
+    const unsigned char header[8] = {0, 0, 0x08, 1, 0, 0, 0, 10};
+    gzwrite(f, header, sizeof(header));
+    const std::string zeros(1 << 20, '\0');
+    for (int i = 0; i < 512; ++i) gzwrite(f, zeros.data(), static_cast<unsigned>(zeros.size()));
+    gzclose(f);
+  }
+  rusage before{}, after{};
+  ::getrusage(RUSAGE_SELF, &before);
+  try {
+    dynamoe::data::read_idx(path);
+    ADD_FAILURE() << "a bomb was accepted";
+  } catch (const dynamoe::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("decompresses past the 10 data bytes its header declares"), std::string::npos)
+        << e.what();
+  }
+  ::getrusage(RUSAGE_SELF, &after);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 100 * 1024) << "kB of peak memory added";
+}

@@ -92,7 +92,33 @@ IdxArray read_idx(const std::string& path) {
   std::string raw = read_file(path);
   const bool gz = is_gzip(raw);
   const std::string where = str("IDX file '", path, "'");
-  if (gz) raw = gunzip(raw, where);
+  bool capped = false;  // decompression stopped one byte past the size the header declares
+  if (gz) {
+    // The header first (at most 4 + 4 * 255 bytes), then no more than the data it declares and
+    // one byte: a decompression bomb is never inflated.
+    const size_t max_header = 4 + 4 * 255;
+    std::string head = gunzip(raw, where, max_header);
+    size_t limit = 0;
+    if (head.size() == max_header && head[0] == 0 && head[1] == 0) {
+      const size_t nd = static_cast<uint8_t>(head[3]);
+      std::vector<int64_t> dims;
+      for (size_t i = 0; i < nd; ++i) {
+        const auto* p = reinterpret_cast<const uint8_t*>(head.data() + 4 + 4 * i);
+        dims.push_back((int64_t{p[0]} << 24) | (int64_t{p[1]} << 16) | (int64_t{p[2]} << 8) | p[3]);
+      }
+      try {
+        limit = 4 + 4 * nd + data_bytes(dims, idx_element_size(static_cast<uint8_t>(head[2])), where) + 1;
+      } catch (const Error&) {
+        limit = 0;  // a bad header: the checks below name it
+      }
+    }
+    if (limit > 0) {
+      raw = gunzip(raw, where, limit);
+      capped = raw.size() == limit;
+    } else {
+      raw = std::move(head);
+    }
+  }
   const char* off_kind = gz ? "decompressed byte offset " : "byte offset ";
   const auto* b = reinterpret_cast<const uint8_t*>(raw.data());
   const size_t size = raw.size();
@@ -125,6 +151,9 @@ IdxArray read_idx(const std::string& path) {
                                idx_type_name(a.type_code), " = ", expected, " data bytes");
   DYNAMOE_CHECK(got >= expected, where, ": truncated data: ", decl, " after ", off_kind,
                 header, ", file has only ", got);
+  DYNAMOE_CHECK(!capped, where, ": decompresses past the ", expected,
+                " data bytes its header declares (", decl, "; stopped after ", size,
+                " decompressed bytes: trailing data or a decompression bomb)");
   DYNAMOE_CHECK(got == expected, where, ": ", got - expected, " trailing bytes at ", off_kind,
                 header + expected, " (", decl, ")");
   a.data.assign(b + header, b + size);

@@ -15,13 +15,13 @@ bool is_gzip(std::string_view bytes) {
          static_cast<uint8_t>(bytes[1]) == 0x8b;
 }
 
-std::string gunzip(std::string_view in, const std::string& what) {
+std::string gunzip(std::string_view in, const std::string& what, size_t limit) {
   std::string out;
   // The last 4 bytes hold the uncompressed size mod 2^32 of the last member: a size hint.
   if (in.size() >= 18) {
     uint32_t isize = 0;
     for (int i = 3; i >= 0; --i) isize = (isize << 8) | static_cast<uint8_t>(in[in.size() - 4 + i]);
-    out.reserve(std::min<size_t>(isize, size_t{1} << 30));
+    out.reserve(std::min<size_t>({isize, size_t{1} << 30, limit}));
   }
   z_stream zs;
   std::memset(&zs, 0, sizeof(zs));
@@ -40,6 +40,11 @@ std::string gunzip(std::string_view in, const std::string& what) {
     zs.avail_out = sizeof(buf);
     const int rc = inflate(&zs, Z_NO_FLUSH);
     out.append(buf, sizeof(buf) - zs.avail_out);
+    if (out.size() >= limit) {
+      inflateEnd(&zs);
+      out.resize(limit);
+      return out;
+    }
     const size_t offset = consumed - zs.avail_in;  // compressed bytes read so far
     if (rc == Z_STREAM_END) {
       if (offset == in.size()) break;

@@ -15,6 +15,9 @@ bool is_gzip(std::string_view bytes);
 /// Decompresses gzip data (one or more concatenated members, as `cat a.gz b.gz` writes).
 /// Throws a one-line dynamoe::Error starting with `what` (e.g. "IDX file 'x.gz'") and giving the
 /// compressed byte offset for truncated or corrupt data and for trailing bytes.
-std::string gunzip(std::string_view in, const std::string& what);
+/// With `limit`, decompression stops once `limit` bytes are out and those are returned (a
+/// result of exactly `limit` bytes may have been cut): callers that know the size to expect
+/// never inflate a decompression bomb.
+std::string gunzip(std::string_view in, const std::string& what, size_t limit = static_cast<size_t>(-1));
 
 }  // namespace dynamoe
