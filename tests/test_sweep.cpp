@@ -286,3 +286,17 @@ TEST(Sweep, FailedRunIsReportedWithItsLogWithoutStoppingTheOthers) {
   EXPECT_TRUE(fs::exists(tmp / "runs/mixed/good/summary.json")) << r.output;
   EXPECT_NE(read_file(tmp / "runs/mixed/missing/train.log").find("error"), std::string::npos);
 }
+
+// A grid of 10^12 cells (six axes of 100 values) is refused from the axis lengths, before one
+// run is built (it used to grow to 16 GB in a minute, even with --dry-run).
+TEST(SweepSpec, AHugeGridIsRefusedBeforeItIsExpanded) {
+  std::string axes;
+  for (const char* key : {"train.seed", "train.steps", "train.warmup_steps", "train.log_every", "train.eval_every",
+                          "train.batch_size"}) {
+    axes += std::string("  ") + key + ": [";
+    for (int v = 1; v <= 100; ++v) axes += (v > 1 ? ", " : "") + std::to_string(v);
+    axes += "]\n";
+  }
+  const sweep::SweepSpec spec = sweep::parse_sweep("name: huge\nbase: {}\naxes:\n" + axes, "huge.yaml");
+  testutil::expect_error([&] { sweep::expand(spec); }, {"sweep huge.yaml", "1e+12 cells", "100000"});
+}

@@ -515,6 +515,17 @@ SweepSpec load_sweep(const std::string& path) {
 }
 
 std::vector<SweepRun> expand(const SweepSpec& spec) {
+  // The grids' cells are counted before any is built: a product of long axes is refused in
+  // bounded time and memory instead of being expanded.
+  double cells = 0;
+  for (const Grid& g : spec.grids) {
+    double n = 1;
+    for (const auto& axis : g.axes) n *= static_cast<double>(axis.values.size());
+    cells += n;
+  }
+  if (cells > static_cast<double>(kMaxSweepCells))
+    throw ConfigError(str("sweep ", spec.file, ": its grids hold ", fmt("%.4g", cells), " cells, more than the ",
+                          kMaxSweepCells, " a sweep may hold (split it into several sweep files)"));
   std::vector<SweepRun> runs;
   std::map<std::string, std::string> owner;  // run name -> grid, to report duplicates
   for (const Grid& g : spec.grids) {

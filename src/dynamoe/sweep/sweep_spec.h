@@ -102,8 +102,12 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& file);
 /// Reads and parses a sweep file.
 SweepSpec load_sweep(const std::string& path);
 
+/// The most cells (runs before exclude/only) the grids of one sweep may hold.
+constexpr int64_t kMaxSweepCells = 100000;
+
 /// Every run of the sweep, grid by grid, each grid in row-major order of its axes (the last axis
-/// varies fastest). Names are unique (a duplicate is a ConfigError).
+/// varies fastest). Names are unique (a duplicate is a ConfigError). Grids of more than
+/// kMaxSweepCells cells in all are a ConfigError before anything is built.
 std::vector<SweepRun> expand(const SweepSpec& spec);
 
 /// Resolves every run's config (base + overrides) and validates it; the first failure is a
