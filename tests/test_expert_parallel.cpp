@@ -5,9 +5,6 @@
 // SwiGLU with a copy expert, capacity limits decided over the whole batch, and a batch in which
 // one rank's experts receive no rows.
 #include <gtest/gtest.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,25 +12,14 @@
 #include <vector>
 
 #include "dynamoe/util/atomic_file.h"
+#include "dynamoe/util/process.h"
 #include "test_util.h"
 
 namespace {
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 /// Runs P workers; returns their exit codes and appends their output to `log`.
 std::vector<int> run_workers(int P, const dynamoe::testutil::TempDir& tmp, std::string& log) {
-  const int port = free_port();
+  const int port = dynamoe::free_local_port();
   std::vector<pid_t> pids;
   for (int r = 0; r < P; ++r) {
     const pid_t pid = ::fork();

@@ -10,6 +10,7 @@
 #include "dynamoe/bench/moe_bench.h"
 #include "dynamoe/bench/train_bench.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/process.h"
 
 namespace dynamoe::cli {
 namespace fs = std::filesystem;
@@ -31,14 +32,6 @@ std::string bench_script(const std::string& file) {
 #else
   return (fs::path("bench") / file).string();
 #endif
-}
-
-/// /proc/self/exe: the workers of the ep section are this same program.
-std::string self_executable() {
-  std::error_code ec;
-  const fs::path p = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) throw Error(str("dynamoe bench: cannot find its own executable: ", ec.message()));
-  return p.string();
 }
 
 int run(const ParsedArgs& a) {

@@ -2,10 +2,7 @@
 // variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT). When a rank fails, the others get `--grace` seconds to notice and exit with
 // their own message (they name the lost rank); then the launcher stops them.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +13,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "dynamoe/util/process.h"
 
 namespace dynamoe::cli {
 namespace {
@@ -24,33 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 volatile std::sig_atomic_t g_signal = 0;
 void on_signal(int sig) { g_signal = sig; }
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw Error(str("dynamoe launch: cannot open a socket: ", std::strerror(errno)));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw Error(str("dynamoe launch: cannot find a free port: ", std::strerror(err)));
-  }
-  const int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
-
-std::string self_executable() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) throw Error(str("dynamoe launch: cannot find its own executable: ", std::strerror(errno)));
-  return std::string(buf, static_cast<size_t>(n));
-}
 
 std::string how_it_ended(int status) {
   if (WIFSIGNALED(status)) {
@@ -73,7 +44,7 @@ int run(const ParsedArgs& a) {
     throw UsageError("dynamoe launch: no command to run; e.g. dynamoe launch --nproc 2 -- train --config FILE");
   if (cmd[0] != "train")
     throw UsageError(str("dynamoe launch: `", cmd[0], "` runs in one process; only `train` runs across processes"));
-  const int port = a.has("master-port") ? static_cast<int>(a.get_int("master-port", 0, 1)) : free_port();
+  const int port = a.has("master-port") ? static_cast<int>(a.get_int("master-port", 0, 1)) : free_local_port();
   if (port > 65535) throw UsageError(str("dynamoe launch: --master-port ", port, " is not a TCP port"));
   const std::string exe = self_executable();
 

@@ -1,8 +1,5 @@
 #include "dynamoe/bench/ep_bench.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,22 +34,9 @@ double median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  ::close(fd);
-  DYNAMOE_CHECK(ok, "bench ep: cannot find a free port");
-  return ntohs(a.sin_port);
-}
-
 /// Runs `n` workers of `mode`; returns rank 0's result (or an "error" entry).
 json run_configuration(const EpBenchOptions& o, const std::string& mode, int n, const std::string& scratch) {
-  const int port = free_port();
+  const int port = free_local_port();
   const int threads = std::max(1, o.threads / n);
   std::vector<pid_t> pids;
   for (int r = 0; r < n; ++r) {

@@ -1,5 +1,11 @@
 #include "dynamoe/util/process.h"
 
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <arpa/inet.h>
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -174,6 +180,28 @@ std::string make_temp_dir(const std::string& prefix) {
   DYNAMOE_CHECK(::mkdtemp(tmpl.data()) != nullptr, "cannot create a temporary directory in '",
                 base.string(), "': ", std::strerror(errno));
   return tmpl;
+}
+
+int free_local_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  DYNAMOE_CHECK(fd >= 0, "cannot open a socket: ", std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  const int err = errno;
+  ::close(fd);
+  DYNAMOE_CHECK(ok, "cannot find a free TCP port on 127.0.0.1: ", std::strerror(err));
+  return ntohs(addr.sin_port);
+}
+
+std::string self_executable() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  DYNAMOE_CHECK(n > 0, "cannot find this program's own path (/proc/self/exe): ", std::strerror(errno));
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 }  // namespace dynamoe

@@ -60,6 +60,12 @@ std::string megabytes(uintmax_t bytes);
 /// "1.2 s": the time since t0, one decimal.
 std::string seconds_since(std::chrono::steady_clock::time_point t0);
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a local rendezvous).
+int free_local_port();
+
+/// The path of this program (/proc/self/exe), to start more of it.
+std::string self_executable();
+
 /// Writes `line` and a newline to `log` and flushes; nothing when log is nullptr.
 void log_line(std::ostream* log, const std::string& line);
 
