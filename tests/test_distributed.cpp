@@ -123,7 +123,7 @@ std::string fault_args(const testutil::TempDir& tmp, const std::string& name) {
          " --set data.dataset=idx --set data.path=" + (tmp / "data") + " --set train.runs_dir=" + (tmp / "runs") +
          " --set model.d_model=32 --set moe.experts.hidden=32 --set train.batch_size=32 --set train.steps=400"
          " --set train.eval_every=200 --set train.checkpoint_every=20 --set train.keep_checkpoints=100"
-         " --set train.threads=1 --set dist.timeout_s=5";
+         " --set train.threads=1 --set dist.timeout_s=10";
 }
 
 }  // namespace
@@ -272,7 +272,7 @@ TEST(Distributed, AKilledRankStopsTheOthersAndResumeIsExact) {
   const double took = std::chrono::duration<double>(Clock::now() - killed_at).count();
   const std::string log = read_file(run.log);
   EXPECT_NE(code, 0) << log;
-  EXPECT_LT(took, 5.0 + 10.0) << log;
+  EXPECT_LT(took, 10.0 + 10.0) << log;
   EXPECT_NE(log.find("rank 0: error: lost rank 1"), std::string::npos) << log;
   EXPECT_NE(log.find("rank 1 was killed by signal 9"), std::string::npos) << log;
 
@@ -297,7 +297,7 @@ TEST(Distributed, AHungRankIsNamedAfterTheTimeout) {
       << read_file(run.log);
   const double took = std::chrono::duration<double>(Clock::now() - stopped_at).count();
   const std::string log = read_file(run.log);
-  EXPECT_LT(took, 5.0 + 10.0) << log;
+  EXPECT_LT(took, 10.0 + 10.0) << log;
   EXPECT_NE(log.find("rank 0: error: lost rank 1"), std::string::npos) << log;
   ::kill(victim, SIGKILL);
   EXPECT_NE(run.wait(), 0);
