@@ -54,7 +54,7 @@ at::Tensor batch_dropout(const at::Tensor& x, double p, bool train) {
     shape[0] = rows;
     return at::empty(shape, x.options().requires_grad(false)).bernoulli_(1 - p);
   });
-  return x * keep / (1 - p);
+  return x * keep.div_(1 - p);  // as at::dropout computes it: the same numbers in one process
 }
 
 }  // namespace
