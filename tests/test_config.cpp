@@ -186,3 +186,15 @@ TEST(Config, ADirectoryOrADeviceIsNotAConfigFile) {
   EXPECT_NE(r.output.find("it is a directory"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir.file("runs")));
 }
+
+// Expert counts no layer can honour are one-line errors, not silent clamps.
+TEST(Config, RouterCountsAboveTheLayersAreErrors) {
+  const std::string moe = "model: {kind: moe_mlp}\nmoe: {layers: {e_min: 2, e_max: 8}, router: ";
+  EXPECT_NE(config_error([&] { parse_config(moe + "{kind: top_k, k: 9}}\n", "k.yaml"); })
+                .find("moe.router.k = 9 is more than the 8 experts of the largest layer"),
+            std::string::npos);
+  EXPECT_NE(config_error([&] { parse_config(moe + "{kind: top_p, min_k: 3, max_k: 2}}\n", "p.yaml"); })
+                .find("moe.router.min_k = 3 is above moe.router.max_k = 2"),
+            std::string::npos);
+  EXPECT_NO_THROW(parse_config(moe + "{kind: top_k, k: 8}}\n", "ok.yaml"));
+}

@@ -93,6 +93,38 @@ const std::vector<std::pair<std::string, std::string>>& renamed_keys() {
   return r;
 }
 
+/// The integer options of a kind's options struct, by name.
+class IntegerOptions : public OptionVisitor {
+ public:
+  std::map<std::string, int64_t> values;
+  void flag(const std::string&, bool&, const std::string&) override {}
+  void integer(const std::string& name, int64_t& v, const std::string&, std::optional<double>,
+               std::optional<double>) override {
+    values[name] = v;
+  }
+  void real(const std::string&, double&, const std::string&, std::optional<double>, std::optional<double>,
+            bool) override {}
+  void text(const std::string&, std::string&, const std::string&, std::vector<std::string>) override {}
+};
+
+/// Expert counts of the router that no layer can honour are errors, not silent clamps: k or
+/// min_k above the largest layer's experts, and min_k above max_k.
+void check_router_counts(MoEConfig& moe) {
+  IntegerOptions o;
+  moe.router.options().visit(o);
+  const std::string& kind = moe.router.kind();
+  const auto get = [&](const char* name) { return o.values.count(name) ? o.values.at(name) : int64_t{-1}; };
+  const int64_t k = get("k"), min_k = get("min_k"), max_k = get("max_k"), largest = moe.layers.e_max;
+  if (min_k >= 0 && max_k > 0 && min_k > max_k)
+    throw ConfigError(str("config: moe.router.min_k = ", min_k, " is above moe.router.max_k = ", max_k,
+                          " (router ", kind, ")"));
+  if (moe.layers.total_experts > 0) return;  // layer sizes are rescaled: the largest is not e_max
+  for (const auto& [name, v] : {std::pair<const char*, int64_t>{"k", k}, {"min_k", min_k}})
+    if (v > largest)
+      throw ConfigError(str("config: moe.router.", name, " = ", v, " is more than the ", largest,
+                            " experts of the largest layer (moe.layers.e_max; router ", kind, ")"));
+}
+
 void add_moe_fields(Schema& s, MoEConfig& moe) {
   add_kind(s, "moe.gate", "kind", moe.gate, "gate", moe::gate_names(), "gate: x -> logits");
   s.add_bool("moe.gate.residual", &moe.gate_residual, "gating residual z_l = gate(x) + W_map z_{l-1} (MoE++)");
@@ -245,6 +277,7 @@ void Config::validate() {
     throw ConfigError(str("config: moe.layers.k_max_min = ", ml.k_max_min,
                           " is out of range (must be <= moe.layers.k_max_max = ", ml.k_max_max, ")"));
   const moe::RouterTraits router = moe::router_traits(moe.router.kind());
+  check_router_counts(moe);
   const bool has_moe = model.kind == "moe_mlp" || model.kind == "moe_cnn" || (model.kind == "lm" && lm.moe_every > 0);
   if (has_moe && router.needs_token_ids && model.kind != "lm")
     throw ConfigError(str("config: moe.router.kind = '", moe.router.kind(), "' routes by token id, which only a ",
