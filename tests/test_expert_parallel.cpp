@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "dynamoe/dist/launch_env.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/process.h"
 #include "test_util.h"
@@ -24,10 +25,7 @@ std::vector<int> run_workers(int P, const dynamoe::testutil::TempDir& tmp, std::
   for (int r = 0; r < P; ++r) {
     const pid_t pid = ::fork();
     if (pid == 0) {
-      ::setenv("RANK", std::to_string(r).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(P).c_str(), 1);
-      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      dynamoe::dist::set_local_launch_environment(r, P, port);
       const std::string out = tmp / ("rank" + std::to_string(r) + ".log");
       ::execl("/bin/sh", "sh", "-c", (std::string("exec ") + EXPERT_PARALLEL_WORKER + " >" + out + " 2>&1").c_str(),
               nullptr);

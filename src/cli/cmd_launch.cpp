@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "dynamoe/dist/launch_env.h"
 #include "dynamoe/util/process.h"
 
 namespace dynamoe::cli {
@@ -60,12 +61,7 @@ int run(const ParsedArgs& a) {
     const pid_t pid = ::fork();
     if (pid < 0) throw Error(str("dynamoe launch: cannot start rank ", r, ": ", std::strerror(errno)));
     if (pid == 0) {
-      ::setenv("RANK", std::to_string(r).c_str(), 1);
-      ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
-      ::setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
-      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      dist::set_local_launch_environment(r, nproc, port);
       std::vector<char*> argv;
       argv.push_back(const_cast<char*>(exe.c_str()));
       for (const std::string& s : cmd) argv.push_back(const_cast<char*>(s.c_str()));

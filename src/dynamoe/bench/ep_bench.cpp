@@ -42,12 +42,7 @@ json run_configuration(const EpBenchOptions& o, const std::string& mode, int n, 
   for (int r = 0; r < n; ++r) {
     const pid_t pid = ::fork();
     if (pid == 0) {
-      ::setenv("RANK", std::to_string(r).c_str(), 1);
-      ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(n).c_str(), 1);
-      ::setenv("LOCAL_WORLD_SIZE", std::to_string(n).c_str(), 1);
-      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      dist::set_local_launch_environment(r, n, port);
       const std::string log = scratch + "/" + mode + std::to_string(n) + "-rank" + std::to_string(r) + ".log";
       const std::string cmd = "exec '" + o.executable + "' bench --ep-worker " + mode + " --threads " +
                               std::to_string(threads) + " --tokens " + std::to_string(o.tokens) + " --rounds " +

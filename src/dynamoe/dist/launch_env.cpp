@@ -46,6 +46,15 @@ LaunchEnv launch_env_from_environment() {
   return e;
 }
 
+void set_local_launch_environment(int rank, int world, int port) {
+  ::setenv("RANK", std::to_string(rank).c_str(), 1);
+  ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
+  ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
+  ::setenv("LOCAL_WORLD_SIZE", std::to_string(world).c_str(), 1);
+  ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+  ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+}
+
 std::string rank_prefix() {
   try {
     const LaunchEnv e = launch_env_from_environment();

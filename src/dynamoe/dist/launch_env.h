@@ -23,6 +23,10 @@ struct LaunchEnv {
 /// Reads the variables above; throws ConfigError on a malformed or inconsistent value.
 LaunchEnv launch_env_from_environment();
 
+/// Sets the variables above for rank `rank` of `world` processes on this machine, meeting at
+/// 127.0.0.1:`port` (in a child process, before exec).
+void set_local_launch_environment(int rank, int world, int port);
+
 /// "rank 1: " in a run of more than one process, else "" (prefix for messages).
 std::string rank_prefix();
 
