@@ -93,6 +93,10 @@ void load_state_dict(torch::nn::Module& m, const std::string& path,
     DYNAMOE_CHECK(src.sizes() == t.sizes() && src.scalar_type() == t.scalar_type(), path, ": tensor '", name,
                   "' is ", c10::toString(src.scalar_type()), src.sizes(), " but the model expects ",
                   c10::toString(t.scalar_type()), t.sizes());
+    // A diverged run's weights would evaluate to "loss nan" and train on as NaN: refused here.
+    DYNAMOE_CHECK(!at::isFloatingType(src.scalar_type()) || at::isfinite(src).all().item<bool>(), path,
+                  ": tensor '", name, "' holds ", at::isnan(src).sum().item<int64_t>(), " NaN and ",
+                  at::isinf(src).sum().item<int64_t>(), " infinite values (saved from a run that diverged?)");
     t.copy_(src);
     ++matched;
   }
@@ -144,19 +148,18 @@ std::string save_checkpoint(const std::string& checkpoints_dir, torch::nn::Modul
   NamedTensors tensors = state_dict(model);
   tensors.insert(tensors.end(), extras.tensors.begin(), extras.tensors.end());
   const std::string model_bytes = safetensors_bytes(tensors, {{"format", "pt"}, {"producer", "dynamoe"}});
-  const std::string optimizer_bytes = optimizer_state_bytes(opt);
+  NamedTensors opt_tensors = optimizer_state_tensors(opt, parameter_names(model));
+  opt_tensors.insert(opt_tensors.end(), extras.optimizer_tensors.begin(), extras.optimizer_tensors.end());
+  const std::string optimizer_bytes = safetensors_bytes(opt_tensors, {{"optimizer", optimizer_kind(opt)},
+                                                                      {"producer", "dynamoe"}});
   write_file_atomic((tmp_dir / "model.safetensors").string(), model_bytes);
-  write_file_atomic((tmp_dir / "optimizer.pt").string(), optimizer_bytes);
+  write_file_atomic((tmp_dir / "optimizer.safetensors").string(), optimizer_bytes);
   nlohmann::json js = {{"step", state.step},
                        {"epoch", state.epoch},
                        {"batch_in_epoch", state.batch_in_epoch},
                        {"rng_state", state.rng_state},
                        {"checksums", {{"model.safetensors", fnv1a64_hex(model_bytes)},
-                                      {"optimizer.pt", fnv1a64_hex(optimizer_bytes)}}}};
-  for (const auto& [name, bytes] : extras.files) {
-    write_file_atomic((tmp_dir / name).string(), bytes);
-    js["checksums"][name] = fnv1a64_hex(bytes);
-  }
+                                      {"optimizer.safetensors", fnv1a64_hex(optimizer_bytes)}}}};
   write_file_atomic((tmp_dir / "state.json").string(), js.dump(1) + "\n");
   write_file_atomic((tmp_dir / "config.yaml").string(), config_yaml);
   fsync_dir(tmp_dir.string());
@@ -190,7 +193,9 @@ std::string resolve_checkpoint(const std::string& arg) {
   std::error_code ec;
   fs::path p(arg);
   if (fs::is_regular_file(p, ec) && p.filename() == "model.safetensors") p = p.parent_path();
-  DYNAMOE_CHECK(fs::is_directory(p, ec), "checkpoint '", arg, "' does not exist");
+  DYNAMOE_CHECK(fs::exists(p, ec), "checkpoint '", arg, "' does not exist");
+  DYNAMOE_CHECK(fs::is_directory(p, ec), "checkpoint '", arg,
+                "' is a file, not a checkpoint folder, a run folder or a model.safetensors file");
   if (fs::exists(p / "model.safetensors")) return p.string();
   std::string latest = latest_checkpoint((p / "checkpoints").string());
   if (latest.empty()) latest = latest_checkpoint(p.string());

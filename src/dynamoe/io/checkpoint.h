@@ -1,9 +1,9 @@
 #pragma once
 // Checkpoints: a folder runs/<name>/checkpoints/step_<8 digits>/ holding
 //   model.safetensors   weights and buffers, named like a PyTorch state_dict
-//   optimizer.pt        optimizer state (LibTorch archive)
+//   optimizer.safetensors  optimizer state by parameter name (io/optimizer_state.h)
 //   state.json          step, epoch, batch within the epoch, CPU RNG state (hex), and the
-//                       FNV-1a checksums of model.safetensors and optimizer.pt
+//                       FNV-1a checksums of the two files above
 //   config.yaml         the resolved configuration (so the folder is self-contained)
 // The folder is written under a temporary name and renamed into place, so a checkpoint
 // either exists whole or not at all.
@@ -34,16 +34,15 @@ std::string read_verified(const std::string& path);
 /// Copies tensors from a safetensors file into the module; every name must match in name,
 /// shape and dtype, with none missing and none extra except those `may_skip` accepts (the other
 /// ranks' experts of an expert-parallel run). A damaged checkpoint file is an error
-/// (read_verified).
+/// (read_verified), and so is a NaN or infinite value in a floating-point tensor.
 void load_state_dict(torch::nn::Module& m, const std::string& safetensors_path,
                      const std::function<bool(const std::string&)>& may_skip = nullptr);
 
-/// What a checkpoint holds beyond the module's own state: tensors held by other processes
-/// (written into model.safetensors under their names) and whole files (e.g. other ranks'
-/// optimizer states).
+/// What a checkpoint holds beyond this process's module and optimizer: the tensors and the
+/// optimizer state of experts other processes hold (under their global names).
 struct CheckpointExtras {
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  std::vector<std::pair<std::string, std::string>> files;  ///< file name, bytes
+  std::vector<std::pair<std::string, at::Tensor>> tensors;            ///< into model.safetensors
+  std::vector<std::pair<std::string, at::Tensor>> optimizer_tensors;  ///< into optimizer.safetensors
 };
 
 /// The current CPU RNG state as hex, and back.

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "dynamoe/io/optimizer_state.h"
+#include "dynamoe/io/safetensors.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -73,9 +74,29 @@ ReplacedRun create_run_folder(const std::string& run_dir, const std::string& con
   return replaced;
 }
 
+namespace {
+
+/// The optimizer state of checkpoint `ckpt`: optimizer.safetensors (by parameter name, any
+/// split of the experts), or the LibTorch archive optimizer.pt of older checkpoints.
+void load_optimizer(const std::string& ckpt, torch::nn::Module& model, torch::optim::Optimizer& opt,
+                    const std::function<bool(const std::string&)>& may_skip) {
+  const fs::path named = fs::path(ckpt) / "optimizer.safetensors", archive = fs::path(ckpt) / "optimizer.pt";
+  if (fs::exists(named)) {
+    io::check_safetensors_file(named.string());
+    io::load_optimizer_state(opt, io::parameter_names(model),
+                             io::parse_safetensors(io::read_verified(named.string()), named.string()), may_skip);
+    return;
+  }
+  DYNAMOE_CHECK(fs::exists(archive), ckpt, " holds no optimizer state (optimizer.safetensors)");
+  DYNAMOE_CHECK(!may_skip, archive.string(), " is an older checkpoint's optimizer state, which loads only in one "
+                "process with moe.expert_parallel = 1");
+  io::load_optimizer_archive(opt, io::read_verified(archive.string()), ckpt);
+}
+
+}  // namespace
+
 io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::Module& model,
                                         torch::optim::Optimizer& opt, std::ostream& out,
-                                        const std::string& optimizer_file,
                                         const std::function<bool(const std::string&)>& may_skip) {
   const std::vector<std::string> all = io::list_checkpoint_dirs((fs::path(run_dir) / "checkpoints").string());
   DYNAMOE_CHECK(!all.empty(), "--resume: run '", run_dir, "' has no checkpoint yet; start it again instead");
@@ -86,10 +107,7 @@ io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::M
     try {
       io::TrainerState state = io::load_trainer_state(ckpt);
       io::load_state_dict(model, (fs::path(ckpt) / "model.safetensors").string(), may_skip);
-      const fs::path opt_path = fs::path(ckpt) / optimizer_file;
-      DYNAMOE_CHECK(fs::exists(opt_path), opt_path.string(), " does not exist (was the run saved with other "
-                    "processes or another moe.expert_parallel?)");
-      io::load_optimizer_state(opt, io::read_verified(opt_path.string()), ckpt);
+      load_optimizer(ckpt, model, opt, may_skip);
       io::set_cpu_rng_state(state.rng_state, ckpt);
       out << "resuming " << run_dir << " from step " << state.step << " (" << ckpt << ")\n";
       return state;

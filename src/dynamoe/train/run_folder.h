@@ -45,11 +45,10 @@ ReplacedRun create_run_folder(const std::string& run_dir, const std::string& con
 /// Continues a run from its newest checkpoint (run_dir/checkpoints): loads the weights into
 /// `model` and the optimizer state into `opt`, restores the CPU RNG, prints "resuming ... from
 /// step N" and returns the saved state. An error naming the run when it has no checkpoint yet.
-/// Expert parallelism: `optimizer_file` names this rank's optimizer state, and `may_skip`
-/// accepts the weights of experts other ranks hold.
+/// Expert parallelism: `may_skip` accepts the weights and optimizer state of experts other
+/// ranks hold (a checkpoint holds every expert, whatever the split it was saved with).
 io::TrainerState resume_from_checkpoint(const std::string& run_dir, torch::nn::Module& model,
                                         torch::optim::Optimizer& opt, std::ostream& out,
-                                        const std::string& optimizer_file = "optimizer.pt",
                                         const std::function<bool(const std::string&)>& may_skip = nullptr);
 
 /// Writes checkpoint `step` of a run (atomically, keeping the newest `keep`): first sets
