@@ -38,27 +38,6 @@ std::string launch(int nproc, const std::string& extra = "") {
   return testutil::cli() + " launch --nproc " + std::to_string(nproc) + " " + extra + " --";
 }
 
-io::SafetensorsFile final_weights(const std::string& run_dir) {
-  return io::load_safetensors(io::latest_checkpoint(run_dir + "/checkpoints") + "/model.safetensors");
-}
-
-/// Largest relative difference ||a - b|| / ||a|| over the weight tensors of two checkpoints
-/// (which must hold the same names).
-double max_relative_difference(const io::SafetensorsFile& a, const io::SafetensorsFile& b, std::string* worst) {
-  EXPECT_EQ(a.names.size(), b.names.size());
-  double out = 0;
-  for (const auto& [name, t] : a.tensors) {
-    const at::Tensor x = t.to(at::kDouble), y = b.at(name).to(at::kDouble);
-    const double scale = std::max(x.norm().item<double>(), 1e-12);
-    const double d = (x - y).norm().item<double>() / scale;
-    if (d > out) {
-      out = d;
-      *worst = name;
-    }
-  }
-  return out;
-}
-
 /// The pid of the child of `parent` whose environment holds RANK=<rank>, or -1.
 pid_t child_with_rank(pid_t parent, int rank) {
   for (const auto& entry : fs::directory_iterator("/proc")) {
@@ -146,10 +125,10 @@ TEST(Distributed, LaunchEnvironmentIsCheckedVariableByVariable) {
   EXPECT_FALSE(dist::launch_env_from_environment().distributed());
 }
 
-TEST(Distributed, LaunchRunsOnlyTrainAndNeedsACommand) {
-  auto r = testutil::run_command(launch(2) + " eval --checkpoint x");
+TEST(Distributed, LaunchRunsOnlyTrainOrEvalAndNeedsACommand) {
+  auto r = testutil::run_command(launch(2) + " generate --checkpoint x");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("only `train` runs across processes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("only `train` and `eval` run across processes"), std::string::npos) << r.output;
   r = testutil::run_command(testutil::cli() + " launch --nproc 2");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("no command to run"), std::string::npos) << r.output;
@@ -163,13 +142,13 @@ TEST(Distributed, DataParallelTrainingEqualsOneProcess) {
   testutil::write_synthetic_idx(tmp / "data", 1000, 100, 28);
   auto one = testutil::run_command(testutil::cli() + demo_args(tmp, "one"));
   ASSERT_EQ(one.exit_code, 0) << one.output;
-  const io::SafetensorsFile reference = final_weights(tmp / "runs/one");
+  const io::SafetensorsFile reference = testutil::final_weights(tmp / "runs/one");
   // The floor: one process with 2 threads instead of 1 (another summation order).
   auto two_threads = testutil::run_command(testutil::cli() + demo_args(tmp, "one-t2", "--set train.threads=2"));
   ASSERT_EQ(two_threads.exit_code, 0) << two_threads.output;
   std::string worst_floor;
   std::cout << "[ dp ] one process, 2 threads against 1: largest relative weight difference "
-            << max_relative_difference(reference, final_weights(tmp / "runs/one-t2"), &worst_floor) << " ("
+            << testutil::max_relative_difference(reference, testutil::final_weights(tmp / "runs/one-t2"), &worst_floor) << " ("
             << worst_floor << ")\n";
   for (int nproc : {2, 3}) {
     const std::string name = "dp" + std::to_string(nproc);
@@ -177,7 +156,7 @@ TEST(Distributed, DataParallelTrainingEqualsOneProcess) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("data parallel: " + std::to_string(nproc) + " processes"), std::string::npos) << r.output;
     std::string worst;
-    const double d = max_relative_difference(reference, final_weights(tmp / ("runs/" + name)), &worst);
+    const double d = testutil::max_relative_difference(reference, testutil::final_weights(tmp / ("runs/" + name)), &worst);
     std::cout << "[ dp ] " << nproc << " processes: largest relative weight difference " << d << " (" << worst
               << ")\n";
     EXPECT_LT(d, 1e-5) << worst;
@@ -201,10 +180,10 @@ TEST(Distributed, DataParallelTrainingEqualsOneProcess) {
 // a resume from an earlier checkpoint ends bitwise where the uninterrupted run ends.
 TEST(Distributed, ExpertParallelTrainingEqualsOneProcess) {
   testutil::TempDir tmp;
-  testutil::write_synthetic_idx(tmp / "data", 1000, 100, 28);
+  testutil::write_synthetic_idx(tmp / "data", 1000, 100, 28, 10, 7, 600.0);  // noisy: accuracy below 100%
   auto one = testutil::run_command(testutil::cli() + demo_args(tmp, "one"));
   ASSERT_EQ(one.exit_code, 0) << one.output;
-  const io::SafetensorsFile reference = final_weights(tmp / "runs/one");
+  const io::SafetensorsFile reference = testutil::final_weights(tmp / "runs/one");
   const std::string ckpts = " --set train.checkpoint_every=20 --set train.keep_checkpoints=5";
   for (int nproc : {2, 4}) {
     const std::string name = "ep" + std::to_string(nproc);
@@ -212,24 +191,56 @@ TEST(Distributed, ExpertParallelTrainingEqualsOneProcess) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("expert parallel: 2 processes share each layer's experts"), std::string::npos) << r.output;
     std::string worst;
-    const io::SafetensorsFile got = final_weights(tmp / ("runs/" + name));
+    const io::SafetensorsFile got = testutil::final_weights(tmp / ("runs/" + name));
     ASSERT_EQ(got.names.size(), reference.names.size());
-    const double d = max_relative_difference(reference, got, &worst);
+    const double d = testutil::max_relative_difference(reference, got, &worst);
     std::cout << "[ ep ] " << nproc << " processes, experts split over 2: largest relative weight difference " << d
               << " (" << worst << ")\n";
     EXPECT_LT(d, 1e-5) << worst;
   }
-  auto ev = testutil::run_command(testutil::cli() + " eval --checkpoint " + (tmp / "runs/ep2"));
-  EXPECT_EQ(ev.exit_code, 0) << ev.output;
-  EXPECT_NE(ev.output.find("test accuracy"), std::string::npos) << ev.output;
-  fs::copy(tmp / "runs/ep2", tmp / "runs/cut", fs::copy_options::recursive);
-  fs::remove_all(tmp / "runs/cut/checkpoints/step_00000050");
-  fs::remove_all(tmp / "runs/cut/checkpoints/step_00000040");
-  auto resumed = testutil::run_command(launch(2) + " train --plain --resume " + (tmp / "runs/cut"));
+  // The P = 2 checkpoint evaluates identically in one process, and split over 2 and 4
+  // processes (each its part of every test batch and its share of the experts).
+  auto accuracy_line = [](const std::string& out) {
+    const size_t at = out.find("train accuracy");
+    return at == std::string::npos ? std::string("(none)") : out.substr(at, out.find('\n', at) - at);
+  };
+  // The step-20 checkpoint on the 1000 training images.
+  const std::string early = " eval --split train --checkpoint " + (tmp / "runs/ep2/checkpoints/step_00000020");
+  auto ev = testutil::run_command(testutil::cli() + early);
+  ASSERT_EQ(ev.exit_code, 0) << ev.output;
+  std::cout << "[ ep ] P = 2 checkpoint, 1 process: " << accuracy_line(ev.output) << "\n";
+  for (int P : {2, 4}) {
+    auto evp = testutil::run_command(launch(P) + early + " --set moe.expert_parallel=" + std::to_string(P) +
+                                     " --set train.threads=1");
+    ASSERT_EQ(evp.exit_code, 0) << evp.output;
+    EXPECT_EQ(accuracy_line(evp.output), accuracy_line(ev.output)) << evp.output;
+    std::cout << "[ ep ] P = 2 checkpoint, " << P << " processes, P = " << P << ": " << accuracy_line(evp.output) << "\n";
+  }
+  // Resume exactly at the same split; at another split (P = 4, or one process) within 1e-5.
+  auto cut = [&](const std::string& name) {
+    fs::copy(tmp / "runs/ep2", tmp / ("runs/" + name), fs::copy_options::recursive);
+    fs::remove_all(tmp / ("runs/" + name + "/checkpoints/step_00000050"));
+    fs::remove_all(tmp / ("runs/" + name + "/checkpoints/step_00000040"));
+    return " train --plain --resume " + (tmp / ("runs/" + name));
+  };
+  auto resumed = testutil::run_command(launch(2) + cut("cut"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("from step 20"), std::string::npos) << resumed.output;
   EXPECT_EQ(read_file(tmp / "runs/cut/checkpoints/step_00000050/model.safetensors"),
             read_file(tmp / "runs/ep2/checkpoints/step_00000050/model.safetensors"));
+  const io::SafetensorsFile ep2 = testutil::final_weights(tmp / "runs/ep2");
+  for (int P : {4, 1}) {
+    const std::string name = "cut-p" + std::to_string(P);
+    auto r = testutil::run_command((P > 1 ? launch(P) : testutil::cli()) + cut(name) +
+                                   " --set moe.expert_parallel=" + std::to_string(P));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("from step 20"), std::string::npos) << r.output;
+    std::string worst;
+    const double d = testutil::max_relative_difference(ep2, testutil::final_weights(tmp / ("runs/" + name)), &worst);
+    std::cout << "[ ep ] saved at P = 2, resumed at P = " << P << ": largest relative weight difference " << d << " ("
+              << worst << ")\n";
+    EXPECT_LT(d, 1e-5) << worst;
+  }
 }
 
 TEST(Distributed, ExpertParallelSizeMustDivideTheProcesses) {
@@ -278,7 +289,7 @@ TEST(Distributed, AKilledRankStopsTheOthersAndResumeIsExact) {
 
   auto resumed = testutil::run_command(launch(2) + " train --plain --resume " + (tmp / "runs/killed"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  const io::SafetensorsFile a = final_weights(tmp / "runs/whole"), b = final_weights(tmp / "runs/killed");
+  const io::SafetensorsFile a = testutil::final_weights(tmp / "runs/whole"), b = testutil::final_weights(tmp / "runs/killed");
   for (const auto& [name, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.at(name))) << name;
 }
 

@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include "dynamoe/data/idx.h"
+#include "dynamoe/io/checkpoint.h"
+#include "dynamoe/io/safetensors.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -112,12 +114,13 @@ inline std::string cli() { return DYNAMOE_CLI; }
 inline std::string source_dir() { return DYNAMOE_SOURCE_DIR; }
 
 /// Writes a learnable synthetic image dataset in the 4 standard IDX files under `dir`:
-/// each class has a random prototype image; examples are the prototype plus noise.
+/// each class has a random prototype image; examples are the prototype plus noise (of standard
+/// deviation `noise_sd`: the default makes the classes easy to tell apart).
 inline void write_synthetic_idx(const std::string& dir, int64_t n_train, int64_t n_test, int64_t side = 8,
-                                int classes = 10, uint32_t seed = 7) {
+                                int classes = 10, uint32_t seed = 7, double noise_sd = 40.0) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> pix(0, 255);
-  std::normal_distribution<double> noise(0.0, 40.0);
+  std::normal_distribution<double> noise(0.0, noise_sd);
   std::vector<std::vector<int>> proto(classes, std::vector<int>(side * side));
   for (auto& p : proto)
     for (auto& v : p) v = pix(rng);
@@ -158,6 +161,35 @@ inline int expect_common_row_fields(const std::string& run_dir, const std::strin
     }
   }
   return train_rows;
+}
+
+/// The weights of a run's newest checkpoint.
+inline io::SafetensorsFile final_weights(const std::string& run_dir) {
+  return io::load_safetensors(io::latest_checkpoint(run_dir + "/checkpoints") + "/model.safetensors");
+}
+
+/// Largest relative difference ||a - b|| / ||a|| over the tensors of two checkpoints (which must
+/// hold the same names); `worst` names the tensor.
+inline double max_relative_difference(const io::SafetensorsFile& a, const io::SafetensorsFile& b, std::string* worst) {
+  EXPECT_EQ(a.names.size(), b.names.size());
+  double out = 0;
+  for (const auto& [name, t] : a.tensors) {
+    const at::Tensor x = t.to(at::kDouble), y = b.at(name).to(at::kDouble);
+    const double scale = std::max(x.norm().item<double>(), 1e-12);
+    const double d = (x - y).norm().item<double>() / scale;
+    if (d > out) {
+      out = d;
+      *worst = name;
+    }
+  }
+  return out;
+}
+
+/// `command` (starting with cli() + " train") run as `nproc` processes by dynamoe launch.
+inline std::string launched(int nproc, const std::string& command) {
+  const std::string train = cli() + " train";
+  EXPECT_EQ(command.rfind(train, 0), 0u) << command;
+  return cli() + " launch --nproc " + std::to_string(nproc) + " -- train" + command.substr(train.size());
 }
 
 }  // namespace dynamoe::testutil

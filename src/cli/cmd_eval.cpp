@@ -5,6 +5,8 @@
 #include "commands.h"
 #include "dynamoe/config/config.h"
 #include "dynamoe/data/dataset.h"
+#include "dynamoe/dist/launch_env.h"
+#include "dynamoe/dist/process_group.h"
 #include "dynamoe/io/checkpoint.h"
 #include "dynamoe/models/classifier.h"
 #include "dynamoe/data/token_file.h"
@@ -20,13 +22,16 @@ namespace dynamoe::cli {
 namespace fs = std::filesystem;
 namespace {
 
+/// The processes of a distributed evaluation other than rank 0 print nothing.
+bool quiet() { return dist::world_group() && dist::world_group()->rank() != 0; }
+
 /// A language model: perplexity on the val (or train) split next to the bigram baseline.
 int run_lm(const ParsedArgs& a, const std::string& ckpt) {
   const std::string split = a.get("split", "val");
   if (split != "val" && split != "train") throw UsageError(str("dynamoe eval: --split must be val or train for a language model, got '", split, "'"));
   train::LMCheckpoint c = train::load_lm_checkpoint(ckpt, a.all("set"));
   const int threads = train::set_threads(c.cfg.train.threads);
-  data::TokenCorpus corpus = data::open_token_corpus(train::lm_corpus_dir(c.cfg.data));
+  data::TokenCorpus corpus = data::open_token_corpus(train::lm_corpus_dir(c.cfg.data), c.cfg.data.tokenizer);
   const data::TokenFile& tokens = split == "val" ? corpus.val : corpus.train;
   models::lm::BigramLM bigram(corpus.train.data(), corpus.train.size(), corpus.vocab_size);
   double bytes_per_token = 0;
@@ -38,6 +43,7 @@ int run_lm(const ParsedArgs& a, const std::string& ckpt) {
   const int64_t max_tokens = a.get_int("tokens", c.cfg.lm.eval_tokens, 0);
   train::LMEvalResult r = train::evaluate_lm(*c.model, tokens, c.cfg.lm.context, c.cfg.train.batch_size, max_tokens,
                                              bytes_per_token, &bigram);
+  if (quiet()) return 0;  // rank 0 reports for every process of a distributed evaluation
   std::printf("checkpoint %s (step %lld, lm, %lld parameters, %d threads)\n", ckpt.c_str(),
               static_cast<long long>(c.step), static_cast<long long>(c.model->num_parameters()), threads);
   std::printf("%s perplexity: %.3f (loss %.4f nats/token, %.3f bits/byte) on %lld tokens; bigram baseline %.3f\n",
@@ -52,16 +58,21 @@ int run(const ParsedArgs& a) {
   const std::string ckpt = io::resolve_checkpoint(a.get("checkpoint"));
   const std::string cfg_path = (fs::path(ckpt) / "config.yaml").string();
   const config::Config cfg = config::parse_config(read_file(cfg_path), cfg_path, a.all("set"));
+  // Launched as several processes (dynamoe launch --nproc N -- eval ...): each evaluates its part
+  // of every batch, with its share of the experts under moe.expert_parallel. In one process
+  // every expert is here, whatever moe.expert_parallel the run was trained with.
+  if (dist::launch_env_from_environment().distributed()) train::join_launched_processes(cfg, "eval");
   if (cfg.model.kind == "lm") return run_lm(a, ckpt);
   const std::string split = a.get("split", "test");
   if (split != "test" && split != "train") throw UsageError(str("dynamoe eval: --split must be test or train, got '", split, "'"));
   const int threads = train::set_threads(cfg.train.threads);
   data::DataSplits data = data::load_data(cfg.data);
   models::Classifier model = models::build_model(cfg, data.spec);
-  io::load_state_dict(*model, (fs::path(ckpt) / "model.safetensors").string());
+  io::load_state_dict(*model, (fs::path(ckpt) / "model.safetensors").string(), train::other_ranks_experts());
   const io::TrainerState st = io::load_trainer_state(ckpt);
   const data::TensorDataset& ds = split == "test" ? data.test : data.train;
   train::EvalResult r = train::evaluate(*model, ds);
+  if (quiet()) return 0;
   std::printf("checkpoint %s (step %lld, %s, %lld parameters, %d threads)\n", ckpt.c_str(),
               static_cast<long long>(st.step), cfg.model.kind.c_str(), static_cast<long long>(model->num_parameters()),
               threads);

@@ -43,8 +43,8 @@ int run(const ParsedArgs& a) {
   const std::vector<std::string>& cmd = a.positionals();
   if (cmd.empty())
     throw UsageError("dynamoe launch: no command to run; e.g. dynamoe launch --nproc 2 -- train --config FILE");
-  if (cmd[0] != "train")
-    throw UsageError(str("dynamoe launch: `", cmd[0], "` runs in one process; only `train` runs across processes"));
+  if (cmd[0] != "train" && cmd[0] != "eval")
+    throw UsageError(str("dynamoe launch: `", cmd[0], "` runs in one process; only `train` and `eval` run across processes"));
   const int port = a.has("master-port") ? static_cast<int>(a.get_int("master-port", 0, 1)) : free_local_port();
   if (port > 65535) throw UsageError(str("dynamoe launch: --master-port ", port, " is not a TCP port"));
   const std::string exe = self_executable();
@@ -130,12 +130,13 @@ int run(const ParsedArgs& a) {
 
 Command launch_command() {
   return {{"launch",
-           "run `train` as several processes of one data-parallel run",
-           "dynamoe launch --nproc N [--master-port PORT] [--grace S] -- train [train options]",
+           "run `train` or `eval` as several processes of one distributed run",
+           "dynamoe launch --nproc N [--master-port PORT] [--grace S] -- train|eval [options]",
            "Starts N processes of this dynamoe on this machine with the variables torchrun sets\n"
            "(RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT).\n"
-           "Each takes a disjoint part of every batch; rank 0 alone writes the run folder. Across\n"
-           "machines, start `dynamoe train` once per machine with those variables set by your\n"
+           "Each takes a disjoint part of every batch (and its share of the experts under\n"
+           "moe.expert_parallel); rank 0 alone writes the run folder and prints results. Across\n"
+           "machines, start `dynamoe train` (or eval) once per machine with those variables set by your\n"
            "scheduler. If a rank fails, the others stop within dist.timeout_s + 10 s naming it;\n"
            "the launcher exits with the failed rank's code. See docs/distributed.md.",
            {{"nproc", "N", "processes to start"},

@@ -6,6 +6,7 @@
 
 #include "dynamoe/data/corpus.h"
 #include "dynamoe/io/checkpoint.h"
+#include "dynamoe/train/trainer.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -37,7 +38,7 @@ LMCheckpoint load_lm_checkpoint(const std::string& checkpoint_dir, const std::ve
                 "' model, not a language model (model.kind = lm)");
   c.tokenizer = lm_tokenizer(c.cfg.data);
   c.model = models::lm::TransformerLM(c.cfg, c.tokenizer->vocab_size());
-  io::load_state_dict(*c.model, (fs::path(checkpoint_dir) / "model.safetensors").string());
+  io::load_state_dict(*c.model, (fs::path(checkpoint_dir) / "model.safetensors").string(), other_ranks_experts());
   c.model->eval();
   c.step = io::load_trainer_state(checkpoint_dir).step;
   return c;

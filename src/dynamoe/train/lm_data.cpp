@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "dynamoe/train/eval_shards.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::train {
@@ -43,34 +44,43 @@ LMEvalResult evaluate_lm(models::lm::TransformerLMImpl& model, const data::Token
   model.eval();
   torch::NoGradGuard no_grad;
   LMEvalResult r;
-  double nll = 0, bigram_nll = 0;
+  // Split over the processes of a distributed run: each its windows of every batch.
+  const EvalShards shards;
+  std::vector<double> sums = {0, 0};  // summed negative log-likelihood: the model's, the bigram's
   const uint16_t* src = tokens.data();
-  for (int64_t w0 = 0; w0 < windows; w0 += B) {
-    const int64_t nb = std::min(B, windows - w0);
+  for (const auto& [w0, w1] : shards.batches(windows, B)) {
+    const auto [lo, hi] = shards.rows(w0, w1);
+    const int64_t nb = hi - lo;
     at::Tensor x = at::empty({nb, T}, at::kLong), y = at::empty({nb, T}, at::kLong);
     int64_t* px = x.data_ptr<int64_t>();
     int64_t* py = y.data_ptr<int64_t>();
     for (int64_t b = 0; b < nb; ++b) {
-      const uint16_t* win = src + (w0 + b) * T;
+      const uint16_t* win = src + (lo + b) * T;
       for (int64_t t = 0; t < T; ++t) {
         px[b * T + t] = win[t];
         py[b * T + t] = win[t + 1];
-        if (bigram) bigram_nll += bigram->nll(win[t], win[t + 1]);
+        if (bigram) sums[1] += bigram->nll(win[t], win[t + 1]);
       }
     }
-    models::lm::LMOutput out = model.forward(x);
-    nll += at::cross_entropy_loss(out.logits.reshape({nb * T, -1}), y.reshape({-1}), {}, at::Reduction::Sum)
-               .item<double>();
+    models::lm::LMOutput out;
+    {
+      const auto scope = shards.scope(w0, w1);
+      out = model.forward(x);
+    }
+    sums[0] += at::cross_entropy_loss(out.logits.reshape({nb * T, -1}), y.reshape({-1}), {}, at::Reduction::Sum)
+                   .item<double>();
     if (r.moe.size() < out.moe_stats.size()) r.moe.resize(out.moe_stats.size());
     for (size_t l = 0; l < out.moe_stats.size(); ++l) r.moe[l].add(out.moe_stats[l]);
   }
+  shards.sum(sums);
+  shards.sum(r.moe);
   model.train(was_training);
   r.tokens = windows * T;
-  r.loss = nll / r.tokens;
+  r.loss = sums[0] / r.tokens;
   r.perplexity = std::exp(r.loss);
   if (bytes_per_token > 0) r.bits_per_byte = r.loss / std::log(2.0) / bytes_per_token;
   if (bigram) {
-    r.bigram_loss = bigram_nll / r.tokens;
+    r.bigram_loss = sums[1] / r.tokens;
     r.bigram_perplexity = std::exp(r.bigram_loss);
   }
   return r;

@@ -14,6 +14,7 @@
 #include "dynamoe/io/optimizer_state.h"
 #include "dynamoe/io/safetensors.h"
 #include "dynamoe/moe/moe_layer.h"
+#include "dynamoe/train/eval_shards.h"
 #include "dynamoe/train/lr_schedule.h"
 #include "dynamoe/train/moe_report.h"
 #include "dynamoe/train/optimizer.h"
@@ -85,44 +86,6 @@ struct NullStream : std::ostream {
   NullStream() : std::ostream(nullptr) {}
 };
 
-/// Every number of the accumulators, in a fixed order (the same on every rank).
-std::vector<double*> accumulator_fields(moe::LayerStatsAccumulator& a, std::vector<double>& ints) {
-  ints = {static_cast<double>(a.tokens), static_cast<double>(a.dropped), static_cast<double>(a.assignments)};
-  for (int64_t v : a.active_hist) ints.push_back(static_cast<double>(v));
-  for (int64_t v : a.expert_tokens) ints.push_back(static_cast<double>(v));
-  std::vector<double*> f = {&a.active_sum, &a.entropy_sum, &a.tsallis_sum, &a.flops, &a.drop_rate_sum};
-  for (auto& [name, v] : a.loss_sums) f.push_back(&v);
-  return f;
-}
-
-/// Sums the window's MoE figures over the ranks: counts and token-weighted sums add up;
-/// per-batch means (drop rate, losses) are averaged.
-void reduce_moe_window(dist::ProcessGroup& g, std::vector<moe::LayerStatsAccumulator>& acc) {
-  std::vector<double> flat;
-  std::vector<std::vector<double>> ints(acc.size());
-  std::vector<std::vector<double*>> fields(acc.size());
-  for (size_t l = 0; l < acc.size(); ++l) {
-    fields[l] = accumulator_fields(acc[l], ints[l]);
-    flat.insert(flat.end(), ints[l].begin(), ints[l].end());
-    for (double* p : fields[l]) flat.push_back(*p);
-  }
-  std::vector<at::Tensor> t{torch::tensor(flat, torch::kFloat64)};
-  g.allreduce_sum_(t);
-  const double* v = t[0].data_ptr<double>();
-  const double per_batch = 1.0 / g.size();
-  for (size_t l = 0; l < acc.size(); ++l) {
-    moe::LayerStatsAccumulator& a = acc[l];
-    a.tokens = std::llround(*v++);
-    a.dropped = std::llround(*v++);
-    a.assignments = std::llround(*v++);
-    for (auto& x : a.active_hist) x = std::llround(*v++);
-    for (auto& x : a.expert_tokens) x = std::llround(*v++);
-    for (size_t i = 0; i < fields[l].size(); ++i) *fields[l][i] = *v++;
-    a.drop_rate_sum *= per_batch;
-    for (auto& [name, x] : a.loss_sums) x *= per_batch;
-  }
-}
-
 /// The loop's state between steps.
 class Loop {
  public:
@@ -147,11 +110,8 @@ class Loop {
     if (experts_group_) split_expert_parameters();
     if (run_.resuming) {
       // Every rank reads the checkpoint (the run folder is shared, or the same path on each
-      // machine); with expert parallelism each its own optimizer state and experts.
-      const bool own_file = experts_group_ && rank_ != 0;
-      state_ = resume_from_checkpoint(run_dir, task_.model(), *opt_, out_,
-                                      own_file ? str("optimizer.rank", rank_, ".pt") : "optimizer.pt",
-                                      experts_group_ ? std::function<bool(const std::string&)>(is_expert_name) : nullptr);
+      // machine); with expert parallelism it takes the weights and optimizer state of its experts.
+      state_ = resume_from_checkpoint(run_dir, task_.model(), *opt_, out_, other_ranks_experts());
       task_.check_resume(state_);
     } else if (rank_ == 0) {
       replaced_ = create_run_folder(run_dir, config_yaml_, opts.overwrite);
@@ -284,11 +244,6 @@ class Loop {
       if (r[static_cast<int64_t>(i)] == 0) params[i].mutable_grad() = at::Tensor();
   }
 
-  /// A checkpoint name of an expert's tensor ("<layer>.experts.<i>.<name>").
-  static bool is_expert_name(const std::string& name) {
-    return name.rfind("experts.", 0) == 0 || name.find(".experts.") != std::string::npos;
-  }
-
   /// Expert parallelism: the parameters of the experts this rank holds (summed over the ranks
   /// holding the same experts) apart from those every rank holds (summed over all).
   void split_expert_parameters() {
@@ -332,29 +287,42 @@ class Loop {
     return norm;
   }
 
-  /// Expert parallelism: rank 0 collects the other ranks' experts (under their global names)
-  /// and optimizer states for the checkpoint it writes.
+  /// Expert parallelism: rank 0 collects the other ranks' experts and their optimizer state
+  /// (under their global names) for the checkpoint it writes.
   io::CheckpointExtras gather_expert_shards() {
     io::CheckpointExtras extras;
     if (!experts_group_) return extras;
     io::NamedTensors mine;
-    for (const auto& [name, t] : sharded_named_) mine.emplace_back(name, t.detach());
+    std::set<std::string> my_experts;
+    for (const auto& [name, t] : sharded_named_) {
+      mine.emplace_back(name, t.detach());
+      my_experts.insert(name);
+    }
+    // The moments of this rank's experts (the optimizer's other parameters are on every rank).
+    const io::NamedTensors all_state = io::optimizer_state_tensors(*opt_, io::parameter_names(task_.model()));
+    io::NamedTensors my_state;
+    for (const auto& [name, t] : all_state)
+      if (my_experts.count(name.substr(0, name.rfind('.')))) my_state.emplace_back(name, t);
     const std::vector<std::string> weights = group_->gather_bytes(io::safetensors_bytes(mine, {}));
-    const std::vector<std::string> states = group_->gather_bytes(io::optimizer_state_bytes(*opt_));
+    const std::vector<std::string> states = group_->gather_bytes(io::safetensors_bytes(my_state, {}));
     if (rank_ != 0) return extras;
-    std::set<std::string> have;
+    // Ranks that hold the same experts (world = D x P) send the same ones: each is kept once.
+    std::set<std::string> have, have_state;
     for (const auto& [name, t] : io::state_dict(task_.model())) have.insert(name);
+    for (const auto& [name, t] : all_state) have_state.insert(name);
     for (size_t r = 1; r < weights.size(); ++r) {
       io::SafetensorsFile f = io::parse_safetensors(weights[r], str("rank ", r, "'s experts"));
       for (const std::string& name : f.names)
         if (have.insert(name).second) extras.tensors.emplace_back(name, f.tensors.at(name));
-      extras.files.emplace_back(str("optimizer.rank", r, ".pt"), states[r]);
+      io::SafetensorsFile o = io::parse_safetensors(states[r], str("rank ", r, "'s optimizer state"));
+      for (const std::string& name : o.names)
+        if (have_state.insert(name).second) extras.optimizer_tensors.emplace_back(name, o.tensors.at(name));
     }
     return extras;
   }
 
   void log_window() {
-    if (group_ && !window_.moe.empty()) reduce_moe_window(*group_, window_.moe);
+    if (group_ && !window_.moe.empty()) sum_moe_stats(*group_, window_.moe);
     const Window& w = window_;
     const double rate = w.rate();
     json row = {{"step", state_.step},

@@ -26,7 +26,20 @@ int set_threads(int64_t threads) {
   return n;
 }
 
-std::unique_ptr<Task> make_task(const config::Config& cfg) {
+namespace {
+
+/// A LibTorch failure while the task is set up (the model's tensors too large for memory, or
+/// shapes LibTorch refuses) as one line naming the sizes that made it.
+[[noreturn]] void model_too_large(const config::Config& cfg, const std::string& what) {
+  const std::string first_line = what.substr(0, what.find('\n'));
+  throw ConfigError(str("cannot build model.kind = ", cfg.model.kind, " with model.d_model = ", cfg.model.d_model,
+                        ", moe.experts.hidden = ", cfg.moe.experts.hidden, ", moe.layers.e_max = ", cfg.moe.layers.e_max,
+                        (cfg.model.kind == "lm" ? str(", lm.layers = ", cfg.lm.layers, ", lm.d_ff = ", cfg.lm.d_ff) : ""),
+                        ": ", first_line));
+}
+
+/// The task for cfg.model.kind (make_task without its error translation).
+std::unique_ptr<Task> build_task(const config::Config& cfg) {
   // Model kinds that are not image classifiers (those are in the model registry) bring their own task.
   using Factory = std::function<std::unique_ptr<Task>(const config::Config&)>;
   static const std::map<std::string, Factory> tasks = {
@@ -38,22 +51,41 @@ std::unique_ptr<Task> make_task(const config::Config& cfg) {
   return std::make_unique<ClassifierTask>(cfg);
 }
 
+}  // namespace
+
+std::unique_ptr<Task> make_task(const config::Config& cfg) {
+  try {
+    return build_task(cfg);
+  } catch (const std::bad_alloc&) {
+    model_too_large(cfg, "not enough memory");
+  } catch (const c10::Error& e) {
+    model_too_large(cfg, e.what_without_backtrace());
+  }
+}
+
+void join_launched_processes(const config::Config& cfg, const std::string& command) {
+  const dist::LaunchEnv env = dist::launch_env_from_environment();
+  const int64_t P = cfg.moe.expert_parallel;
+  if (P > 1 && env.world % P != 0)
+    throw ConfigError(str("moe.expert_parallel = ", P, " needs a multiple of ", P, " processes (dynamoe launch --nproc ",
+                          P, " -- ", command, " ...); this run has ", env.world));
+  if (env.distributed() && !dist::world_group()) {
+    dist::set_world_group(dist::ProcessGroup::join(env, {cfg.dist.timeout_s, cfg.dist.connect_timeout_s}));
+    if (P > 1) dist::set_expert_parallel(static_cast<int>(P));
+  }
+}
+
+std::function<bool(const std::string&)> other_ranks_experts() {
+  if (!dist::expert_group()) return nullptr;
+  return [](const std::string& name) { return name.rfind("experts.", 0) == 0 || name.find(".experts.") != std::string::npos; };
+}
+
 TrainResult run_training(const config::Config& cfg_in, const TrainOptions& opts) {
   auto [run_dir, cfg] = resolve_run(cfg_in, opts);
   // Everything that can fail on bad input (data, base model) happens in the task's constructor,
   // before anything is written.
   set_threads(cfg.train.threads);
-  // Launched as one of several processes (`dynamoe launch`, torchrun's variables): join them
-  // before the model is built (expert-parallel layers hold their group).
-  const dist::LaunchEnv env = dist::launch_env_from_environment();
-  const int64_t P = cfg.moe.expert_parallel;
-  if (P > 1 && env.world % P != 0)
-    throw ConfigError(str("moe.expert_parallel = ", P, " needs a multiple of ", P, " processes (dynamoe launch --nproc ",
-                          P, " -- train ...); this run has ", env.world));
-  if (env.distributed() && !dist::world_group()) {
-    dist::set_world_group(dist::ProcessGroup::join(env, {cfg.dist.timeout_s, cfg.dist.connect_timeout_s}));
-    if (P > 1) dist::set_expert_parallel(static_cast<int>(P));
-  }
+  join_launched_processes(cfg, "train");
   std::unique_ptr<Task> task = make_task(cfg);
   return train_loop(*task, run_dir, cfg, opts);
 }

@@ -3,6 +3,7 @@
 // training loop (train_loop.h) on it, with evaluation, metrics, progress, atomic checkpoints
 // and exact resumption.
 //   auto r = dynamoe::train::run_training(cfg, {.name = "demo"});
+#include <functional>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -36,6 +37,16 @@ TrainResult run_training(const config::Config& cfg, const TrainOptions& opts);
 class Task;
 /// The task that trains cfg.model.kind: a language model, fine-tuning, or an image classifier.
 std::unique_ptr<Task> make_task(const config::Config& cfg);
+
+/// Launched as one of several processes (`dynamoe launch`, torchrun's variables): joins them
+/// (dist::world_group()) and splits the experts per cfg.moe.expert_parallel. Call before the
+/// model is built (expert-parallel layers hold their group); nothing in one process. An error
+/// when moe.expert_parallel does not divide the processes (`command` names the command in it).
+void join_launched_processes(const config::Config& cfg, const std::string& command);
+
+/// With expert parallelism, io::load_state_dict's `may_skip` for the experts other processes
+/// hold ("<layer>.experts.<i>.*" names); nullptr otherwise.
+std::function<bool(const std::string&)> other_ranks_experts();
 
 /// Sets the intra-op thread count (0: all cores) and returns it.
 int set_threads(int64_t threads);
