@@ -1,13 +1,14 @@
 // Fine-tuning on the command line (model.kind = finetune): a dense base LM pretrained on one
 // synthetic domain, then LoRA and DynMoLE adapters trained on two domains. Checks: the new
 // domain's perplexity falls, every base tensor in the run's checkpoint is bitwise the base's,
-// `dynamoe mc` on the saved adapters reproduces the run's multiple-choice accuracy, an
-// interrupted run resumes to the same adapters, the continuation task's invariants, and
+// `dynamoe mc` on the saved adapters reproduces the run's multiple-choice accuracy, 2
+// data-parallel processes end where one ends, an interrupted run resumes to the same adapters, the continuation task's invariants, and
 // one-line errors.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <iostream>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -139,6 +140,18 @@ TEST(Finetune, AdaptersLearnTheNewDomainAndLeaveTheBaseUntouched) {
     EXPECT_NE(r.output.find(expect), std::string::npos) << expect << "\n" << r.output;
   }
   EXPECT_EQ(read_file(base_ckpt), base_bytes) << "the base checkpoint file was rewritten";
+
+  // data parallel on 2 processes (each 4 of every 8 windows; LoRA dropout drawn for the whole
+  // batch; DynMoLE's loss from the whole batch's means) ends where one process ends
+  {
+    auto dp = run_command(testutil::launched(2, finetune_cmd(dir, "ft-dp", "dynmole")));
+    ASSERT_EQ(dp.exit_code, 0) << dp.output;
+    std::string worst;
+    const double d = testutil::max_relative_difference(io::load_safetensors(dir.file("runs/ft-dynmole/adapter.safetensors")),
+                                                       io::load_safetensors(dir.file("runs/ft-dp/adapter.safetensors")), &worst);
+    std::cout << "[ finetune ] dynmole on 2 processes: largest relative adapter difference " << d << " (" << worst << ")\n";
+    EXPECT_LT(d, 1e-5) << worst;
+  }
 
   // interrupted after its step-20 checkpoint and resumed: the same adapters as straight through
   auto r = run_command(finetune_cmd(dir, "half", "dynmole", "--set train.keep_checkpoints=2"));

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -73,6 +74,26 @@ TEST(LMCli, TrainEvalGenerateAndResume) {
   EXPECT_EQ(half["val_loss"].get<double>(), full["val_loss"].get<double>());
   EXPECT_EQ(read_file(dir.file("runs/half/checkpoints/step_00000040/model.safetensors")),
             read_file(dir.file("runs/full/checkpoints/step_00000040/model.safetensors")));
+
+  // data parallel on 2 processes (each 4 of every 8 windows) ends where one process ends, also
+  // with dropout (its mask drawn for the whole batch)
+  r = run_command(testutil::launched(2, train_cmd(dir, "dp", "--set train.steps=40 --set train.eval_every=20")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string worst;
+  double d = testutil::max_relative_difference(testutil::final_weights(dir.file("runs/full")),
+                                               testutil::final_weights(dir.file("runs/dp")), &worst);
+  std::cout << "[ lm ] 2 processes: largest relative weight difference " << d << " (" << worst << ")\n";
+  EXPECT_LT(d, 1e-5) << worst;
+  const auto dp = nlohmann::json::parse(read_file(dir.file("runs/dp/summary.json")));
+  EXPECT_NEAR(dp["val_loss"].get<double>(), full["val_loss"].get<double>(), 1e-5);
+  const std::string dropout = "--set train.steps=20 --set train.eval_every=20 --set model.dropout=0.2";
+  ASSERT_EQ(run_command(train_cmd(dir, "drop1", dropout)).exit_code, 0);
+  r = run_command(testutil::launched(2, train_cmd(dir, "drop2", dropout)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  d = testutil::max_relative_difference(testutil::final_weights(dir.file("runs/drop1")),
+                                        testutil::final_weights(dir.file("runs/drop2")), &worst);
+  std::cout << "[ lm ] 2 processes, dropout 0.2: largest relative weight difference " << d << " (" << worst << ")\n";
+  EXPECT_LT(d, 1e-5) << worst;
 
   // eval reprints the same perplexity
   r = run_command(testutil::cli() + " eval --checkpoint " + dir.file("runs/full"));

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <regex>
 
+#include "dynamoe/dist/batch_group.h"
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::adapters {
@@ -25,7 +26,8 @@ LoraImpl::LoraImpl(int64_t in_features, int64_t out_features, const LoraOptions&
 
 at::Tensor LoraImpl::forward(const at::Tensor& x) {
   at::Tensor h = x;
-  if (is_training() && options_.dropout() > 0) h = torch::dropout(h, options_.dropout(), /*train=*/true);
+  // Drawn for the whole batch when it is split over processes (the same mask as one process).
+  if (is_training() && options_.dropout() > 0) h = dist::batch_dropout(h, options_.dropout(), /*train=*/true);
   const at::Tensor down = at::linear(h, lora_A.to(h.scalar_type()));     // [.., r]
   return at::linear(down, lora_B.to(h.scalar_type())) * scaling();        // [.., out]
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dynamoe/dist/batch_group.h"
 #include "dynamoe/moe/routers/top_k.h"
 #include "dynamoe/moe/routers/tsallis_hybrid.h"
 #include "dynamoe/util/error.h"
@@ -221,7 +222,8 @@ at::Tensor LoraMixtureImpl::forward(const at::Tensor& x) {
     }
   }
   at::Tensor h = x2;
-  if (is_training() && options_.lora.dropout() > 0) h = torch::dropout(h, options_.lora.dropout(), /*train=*/true);
+  // Drawn for the whole batch when it is split over processes (the same mask as one process).
+  if (is_training() && options_.lora.dropout() > 0) h = dist::batch_dropout(h, options_.lora.dropout(), /*train=*/true);
   const auto dt = h.scalar_type();
   // All experts at once: [N, E*r] down-projections, weighted per (token, expert), then one
   // up-projection over the concatenated ranks. An inactive expert has weight 0 exactly.

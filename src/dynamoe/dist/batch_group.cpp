@@ -30,6 +30,22 @@ at::Tensor batch_draw(int64_t n, const std::function<at::Tensor(int64_t)>& draw)
   return draw(r.total * per_row).narrow(0, r.begin * per_row, n);
 }
 
+at::Tensor batch_dropout(const at::Tensor& x, double p, bool train) {
+  if (!train || p <= 0) return x;
+  const at::Tensor keep = batch_draw(x.size(0), [&](int64_t rows) {
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape[0] = rows;
+    return at::empty(shape, x.options().requires_grad(false)).bernoulli_(1 - p);
+  });
+  return x * keep.div_(1 - p);  // as at::dropout computes it: the same numbers in one process
+}
+
+double batch_share() {
+  const BatchRows& r = current_rows;
+  if (!current || r.total <= 0) return 1.0;
+  return static_cast<double>(r.end - r.begin) / static_cast<double>(r.total);
+}
+
 void batch_sum_(at::Tensor& t) {
   if (!current) return;
   DYNAMOE_CHECK(!t.requires_grad(), "batch_sum_: a statistic that requires grad cannot be summed over ranks");

@@ -40,6 +40,16 @@ class BatchScope {
   BatchRows previous_rows_;
 };
 
+/// Inverted dropout of x [rows, ...] (at::dropout's numbers in one process) whose mask is drawn
+/// for the whole batch by batch_draw, so that data-parallel training drops what one process
+/// would. x itself when !train or p <= 0.
+at::Tensor batch_dropout(const at::Tensor& x, double p, bool train);
+
+/// The fraction of the global batch's rows this process holds (1 alone). The training loop
+/// weights each rank's loss by it, so a batch mean's local part is its local sum over
+/// (global count x share).
+double batch_share();
+
 /// Sums `t` over batch_group() in place (nothing when alone). A statistic, not differentiable:
 /// `t` must not require grad. Every rank of the group must call it in the same order.
 void batch_sum_(at::Tensor& t);

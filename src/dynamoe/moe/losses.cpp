@@ -26,6 +26,24 @@ at::Tensor mean_tokens(const at::Tensor& x) {
   return x.sum(0) / static_cast<double>(std::max<int64_t>(1, x.size(0)));
 }
 
+/// The mean over the tokens of the whole batch, when it is split over processes, of x [N', ...]
+/// (the rows kept by a token mask: their share differs between ranks): this process's sum over
+/// (global count x batch share), so that the ranks' losses, weighted by their shares and
+/// added (as the training loop does), give the mean of one process. mean_tokens alone.
+at::Tensor batch_mean_tokens(const at::Tensor& x) {
+  if (!dist::batch_group()) return mean_tokens(x);
+  at::Tensor n = at::full({1}, static_cast<double>(x.size(0)), at::kDouble);
+  dist::batch_sum_(n);
+  return x.sum(0) / (std::max(1.0, n.item<double>()) * dist::batch_share());
+}
+
+/// The batch mean that batch_mean_tokens' local parts add up to, as a constant.
+at::Tensor global_value(const at::Tensor& local_part) {
+  at::Tensor g = (local_part.detach() * dist::batch_share()).contiguous();
+  dist::batch_sum_(g);
+  return g;
+}
+
 /// The rows of x [N, ...] where token_mask [N] is true (all rows when token_mask is undefined).
 at::Tensor keep_tokens(const at::Tensor& x, const at::Tensor& token_mask) {
   if (!token_mask.defined()) return x;
@@ -94,8 +112,18 @@ at::Tensor tsallis_loss(const Routing& r, double q, double eps, const at::Tensor
   const int64_t n_experts = r.probs.size(1);
   const at::Tensor p = keep_tokens(r.probs, token_mask);    // [N', E]
   const at::Tensor w = keep_tokens(r.weights, token_mask);  // [N', E]
-  const at::Tensor h = mean_tokens(tsallis_entropy_normalized(p, q, eps));  // []
-  const at::Tensor balance = static_cast<double>(n_experts) * (mean_tokens(w) * mean_tokens(p)).sum();
+  // Batch means: over the whole batch when it is split over processes (dist::BatchScope).
+  const at::Tensor h = batch_mean_tokens(tsallis_entropy_normalized(p, q, eps));  // []
+  const at::Tensor W = batch_mean_tokens(w), P = batch_mean_tokens(p);             // [E]
+  at::Tensor balance;
+  if (!dist::batch_group()) {
+    balance = static_cast<double>(n_experts) * (W * P).sum();
+  } else {
+    // W_g . P_g of the global means, as a sum of the ranks' parts: W . P_g + W_g . P - W_g . P_g
+    // has the value W_g . P_g and the gradient dW . P_g + W_g . dP once weighted and added.
+    const at::Tensor Wg = global_value(W), Pg = global_value(P);
+    balance = static_cast<double>(n_experts) * ((W * Pg).sum() + (Wg * P).sum() - (Wg * Pg).sum());
+  }
   return 0.01 * h + 0.001 * balance;
 }
 

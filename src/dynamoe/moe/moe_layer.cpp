@@ -14,6 +14,12 @@
 namespace dynamoe::moe {
 namespace {
 
+bool any_requires_grad(const std::vector<at::Tensor>& params) {
+  for (const auto& p : params)
+    if (p.requires_grad()) return true;
+  return false;
+}
+
 /// Tokens per expert over the whole batch (summed over the processes that share it).
 std::vector<int64_t> batch_loads(const std::vector<int64_t>& local) {
   if (!dist::batch_group()) return local;
@@ -61,14 +67,7 @@ MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
   gate_ = register_module("gate", make_gate(o.gate, o.dim, o.n_experts));
   const int64_t n_computing = o.n_experts - n_special_;
   const int P = o.expert_group ? o.expert_group->size() : 1, q = o.expert_group ? o.expert_group->rank() : 0;
-  if (P > 1) {
-    if (o.router.kind() == "expert_choice")
-      throw ConfigError(str("moe.router.kind = expert_choice: each expert picks its tokens from the whole batch, "
-                            "which moe.expert_parallel = ", P, " does not support; use a token-choice router"));
-    if (n_computing < P)
-      throw ConfigError(str("moe.expert_parallel = ", P, ": a layer with ", n_computing, " computing experts cannot ",
-                            "give each of ", P, " processes one"));
-  }
+  // Rank q holds computing experts [n q / P, n (q + 1) / P): none when a layer has fewer than P.
   ep_first_ = n_computing * q / P;
   ep_last_ = n_computing * (q + 1) / P;
   // Every expert is built (the seeded initialisation is the same at any P); with expert
@@ -249,12 +248,17 @@ at::Tensor MoELayerImpl::exchange_and_run(const at::Tensor& xs, const Dispatch& 
   }
   std::vector<int64_t> inverse(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) inverse[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
-  const at::Tensor ys = run_local_experts(recv.index_select(0, torch::tensor(perm, torch::kInt64)), offsets);
-  at::Tensor back = ys.index_select(0, torch::tensor(inverse, torch::kInt64));  // [R, D] by source
-  // Every rank must join the backward exchange, also one whose experts received no rows (its
-  // empty block is not connected to any parameter): give that block a place in the graph.
-  const std::vector<at::Tensor> own = experts_[ep_first_]->parameters();
-  if (torch::GradMode::is_enabled() && !back.requires_grad() && !own.empty() && own.front().requires_grad())
+  at::Tensor back;
+  if (held == 0) {
+    back = recv.narrow(0, 0, 0);  // no experts of this layer here (fewer than P): nothing arrives
+  } else {
+    const at::Tensor ys = run_local_experts(recv.index_select(0, torch::tensor(perm, torch::kInt64)), offsets);
+    back = ys.index_select(0, torch::tensor(inverse, torch::kInt64));  // [R, D] by source
+  }
+  // Every rank must join the backward exchange, also one whose experts received no rows or that
+  // holds none (its empty block is not connected to any parameter): give that block a place in
+  // the graph. The decision rests on what every rank has alike: the input and the gate.
+  if (torch::GradMode::is_enabled() && !back.requires_grad() && (xs.requires_grad() || any_requires_grad(gate_->parameters())))
     back = back.detach().requires_grad_(true);
   // 4. rows back to the ranks they came from, in dispatch order.
   return dist::all_to_all(g, back, recv_rows, send_rows);  // [A_computing, D]

@@ -43,26 +43,10 @@ BlockImpl::BlockImpl(const config::Config& cfg, int64_t n_experts, int64_t k_max
   }
 }
 
-namespace {
-
-/// Inverted dropout whose mask is drawn for the whole batch when it is split over processes
-/// (dist::batch_draw), so that data-parallel training draws what one process would.
-at::Tensor batch_dropout(const at::Tensor& x, double p, bool train) {
-  if (!train || p <= 0) return x;
-  const at::Tensor keep = dist::batch_draw(x.size(0), [&](int64_t rows) {
-    std::vector<int64_t> shape = x.sizes().vec();
-    shape[0] = rows;
-    return at::empty(shape, x.options().requires_grad(false)).bernoulli_(1 - p);
-  });
-  return x * keep.div_(1 - p);  // as at::dropout computes it: the same numbers in one process
-}
-
-}  // namespace
-
 at::Tensor BlockImpl::forward(const at::Tensor& h_in, const at::Tensor& token_ids, LayerCache* cache,
                               at::Tensor& prev_logits, LMOutput& out) {
   const bool train = is_training() && dropout_ > 0;
-  at::Tensor h = h_in + batch_dropout(attn_->forward(ln1_->forward(h_in), cache), dropout_, train);  // [B, T, D]
+  at::Tensor h = h_in + dist::batch_dropout(attn_->forward(ln1_->forward(h_in), cache), dropout_, train);  // [B, T, D]
   at::Tensor x = ln2_->forward(h);
   at::Tensor f;
   if (is_moe()) {
@@ -75,7 +59,7 @@ at::Tensor BlockImpl::forward(const at::Tensor& h_in, const at::Tensor& token_id
   } else {
     f = fc2_->forward(act_(fc1_->forward(x)));
   }
-  return h + batch_dropout(f, dropout_, train);
+  return h + dist::batch_dropout(f, dropout_, train);
 }
 
 TransformerLMImpl::TransformerLMImpl(const config::Config& cfg, int64_t vocab_size)

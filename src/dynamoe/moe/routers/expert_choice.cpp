@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dynamoe/dist/batch_group.h"
 #include "dynamoe/util/error.h"
 #include "dynamoe/util/registry.h"
 
@@ -31,13 +32,16 @@ int64_t expert_choice_capacity(const ExpertChoiceOptions& opt, int64_t n_tokens,
 Routing expert_choice_route(const at::Tensor& logits, const ExpertChoiceOptions& opt, const RouterContext&) {
   check_logits(logits, "expert_choice");
   DYNAMOE_CHECK(opt.temperature > 0, "router expert_choice: temperature must be > 0, got ", opt.temperature);
-  const int64_t capacity = expert_choice_capacity(opt, logits.size(0), logits.size(1));
-
   at::Tensor p = at::softmax(logits / opt.temperature, -1);  // [N, E]
+  // Each expert picks from the whole batch, also when it is split over processes
+  // (dist::BatchScope): the probabilities of every rank's tokens are gathered in rank order.
+  const at::Tensor all = dist::batch_gather_rows(p.detach());  // [N_batch, E]
+  const int64_t capacity = expert_choice_capacity(opt, all.size(0), all.size(1));
   // Each column's tokens by descending p (stable: lower token first on ties).
-  at::Tensor order = std::get<1>(at::sort(p.detach(), /*stable=*/true, /*dim=*/0, /*descending=*/true));  // [N, E]
-  at::Tensor mask = at::zeros(p.sizes(), p.options().dtype(at::kBool))
-                        .scatter(0, order.narrow(0, 0, capacity), true);  // [N, E]
+  at::Tensor order = std::get<1>(at::sort(all, /*stable=*/true, /*dim=*/0, /*descending=*/true));  // [N_batch, E]
+  at::Tensor mask = at::zeros(all.sizes(), p.options().dtype(at::kBool))
+                        .scatter(0, order.narrow(0, 0, capacity), true);  // [N_batch, E]
+  if (dist::batch_group()) mask = mask.narrow(0, dist::batch_row_offset(p.size(0)), p.size(0)).contiguous();
   at::Tensor weights = p.masked_fill(mask.logical_not(), 0);
   return make_routing(logits, p, weights, mask);
 }
