@@ -1,5 +1,6 @@
 # dynamoe: the two commands a new user needs are `make demo` and `make test`.
 BUILD    ?= build
+BENCH_ARGS ?= --sections all
 JOBS     ?= $(shell nproc)
 DYNAMOE  := $(BUILD)/dynamoe
 DEMO_CFG ?= configs/demo.yaml

@@ -46,3 +46,10 @@ TEST(Bench, TheMultiProcessSectionRunsEveryConfiguration) {
     EXPECT_NE(r.output.find(row), std::string::npos) << row << "\n" << r.output;
   EXPECT_EQ(r.output.find("failed"), std::string::npos) << r.output;
 }
+
+// A 12-minute run is asked for by name: with no --sections the command prints its usage.
+TEST(Bench, NoSectionsIsAUsageErrorNotATwelveMinuteRun) {
+  const CommandResult r = run_command(cli() + " bench");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--sections LIST is required"), std::string::npos) << r.output;
+}

@@ -48,6 +48,12 @@ TEST(Config, UnknownKeyNamesKeyAndSuggests) {
   EXPECT_NE(m.find("unknown key 'model.widht'"), std::string::npos) << m;
   m = config_error([] { parse_config("bogus: 1\n", "x"); });
   EXPECT_NE(m.find("unknown key 'bogus'"), std::string::npos) << m;
+  // A section given a value names the section (it once suggested 'moe.k' for 'model: 5').
+  m = config_error([] { parse_config("model: 5\n", "x.yaml"); });
+  EXPECT_NE(m.find("'model' (x.yaml:1) is a section of keys (model."), std::string::npos) << m;
+  EXPECT_EQ(m.find("moe.k"), std::string::npos) << m;
+  m = config_error([] { parse_config("", "x", {"train=3"}); });
+  EXPECT_NE(m.find("'train' (--set train=3) is a section of keys"), std::string::npos) << m;
 }
 
 TEST(Config, WrongTypeNamesKeyAndValue) {

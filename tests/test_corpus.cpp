@@ -571,6 +571,15 @@ TEST(TokenFile, CorruptFilesAreClearErrors) {
                {val + ": token 300 at position 3 is out of range for vocab 257"});
 
   dynamoe::write_file_atomic(val, good_val);
+  // An end-of-text id outside the vocabulary; another tokenizer than the config's.
+  m = nlohmann::json::parse(good_meta);
+  m["eot_id"] = 70000;
+  dynamoe::write_file_atomic(meta, m.dump());
+  expect_error([&] { dynamoe::data::open_token_corpus(out); },
+               {meta, "eot_id 70000 is not a token of the vocabulary (0..256)"});
+  dynamoe::write_file_atomic(meta, good_meta);
+  expect_error([&] { dynamoe::data::open_token_corpus(out, "gpt2"); },
+               {meta, "tokenizer is 'byte' but data.tokenizer is 'gpt2'"});
   dynamoe::write_file_atomic(meta, "{\"vocab_size\": 257");
   expect_error([&] { dynamoe::data::open_token_corpus(out); }, {meta, "not valid JSON"});
   fs::remove(meta);

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "dynamoe/config/config.h"
+#include "dynamoe/data/dataset.h"
 #include "dynamoe/data/idx.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
@@ -305,4 +307,31 @@ TEST(Idx, AGzipBombStopsAtTheDeclaredSize) {
   }
   ::getrusage(RUSAGE_SELF, &after);
   EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 100 * 1024) << "kB of peak memory added";
+}
+
+// A label byte above the data set's classes is an error naming the file, not a wider classifier:
+// the published sets have 10 classes; a folder of IDX files has its train labels' classes.
+TEST(DataIdx, LabelsAboveTheClassesAreErrors) {
+  ScratchDir dir;
+  dynamoe::testutil::write_synthetic_idx(dir.file("d"), 40, 20);
+  dynamoe::config::DataConfig cfg;
+  cfg.dataset = "idx";
+  cfg.path = dir.file("d");
+  EXPECT_EQ(dynamoe::data::load_data(cfg).spec.num_classes, 10);
+  IdxArray labels;
+  labels.dims = {20};
+  labels.data.assign(20, 3);
+  labels.data[7] = 12;
+  dynamoe::data::write_idx(dir.file("d/t10k-labels-idx1-ubyte"), labels);
+  expect_error([&] { dynamoe::data::load_data(cfg); },
+               {dir.file("d/t10k-labels-idx1-ubyte"), "label 12 of example 7 is not a class of the train labels (0..9)"});
+  labels.data[7] = 3;
+  dynamoe::data::write_idx(dir.file("d/t10k-labels-idx1-ubyte"), labels);
+  labels.dims = {40};
+  labels.data.assign(40, 1);
+  labels.data[39] = 200;
+  dynamoe::data::write_idx(dir.file("d/train-labels-idx1-ubyte"), labels);
+  cfg.dataset = "fashion-mnist";
+  expect_error([&] { dynamoe::data::load_data(cfg); },
+               {dir.file("d/train-labels-idx1-ubyte"), "label 200 of example 39 is not a class of fashion-mnist (0..9)"});
 }

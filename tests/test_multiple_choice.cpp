@@ -125,6 +125,8 @@ TEST(MultipleChoice, JsonlRoundTripsAndBadLinesNameFileAndLine) {
   };
   bad("{\"context\": \"a\", \"choices\": [\"x\", \"y\"], \"label\": 0}\n\n{\"context\": 1}\n", {"bad.jsonl:3", "'context' must be a string"});
   bad("{\"context\": \"a\", \"choices\": [\"x\", \"y\"], \"label\": 2}\n", {"bad.jsonl:1", "label 2 is out of range for 2 choices"});
+  bad("{\"context\": \"a\", \"choices\": [\"x\", \"y\"], \"label\": 18446744073709551615}\n",
+      {"bad.jsonl:1", "label 18446744073709551615 is out of range for 2 choices"});
   bad("{\"context\": \"a\", \"choices\": [\"x\"], \"label\": 0}\n", {"bad.jsonl:1", "at least 2"});
   bad("{\"context\": \"a\", \"choices\": [\"x\", 3], \"label\": 0}\n", {"list of strings"});
   bad("{\"context\": \"a\", \"choices\": [\"x\", \"y\"]}\n", {"'label' must be an integer"});

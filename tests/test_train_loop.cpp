@@ -4,13 +4,16 @@
 // written, and a run resumed at its end that logs no second evaluation.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "dynamoe/io/safetensors.h"
 #include "dynamoe/moe/routing.h"
 #include "dynamoe/util/atomic_file.h"
+#include "dynamoe/util/hash.h"
 #include "test_util.h"
 
 using namespace dynamoe;
@@ -156,4 +159,36 @@ TEST(TrainLoop, ADamagedCheckpointIsFoundAndResumeFallsBackToTheOneBefore) {
   EXPECT_NE(resumed.output.find("from step 2"), std::string::npos) << resumed.output;
   EXPECT_EQ(read_file(tmp / "runs/cut/checkpoints/step_00000006/model.safetensors"),
             read_file(tmp / "runs/whole/checkpoints/step_00000006/model.safetensors"));
+}
+
+// A checkpoint holding NaN (written by hand, with a matching checksum: training stops before
+// saving one) is an error on eval naming the tensor, and resume falls back to the one before.
+TEST(TrainLoop, ACheckpointHoldingNaNIsRefused) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 96, 32);
+  auto run = testutil::run_command(moe_cmd(tmp, "nan", "--set train.checkpoint_every=2 --set train.keep_checkpoints=5"));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::string ckpt = tmp / "runs/nan/checkpoints/step_00000004";
+  fs::remove_all(tmp / "runs/nan/checkpoints/step_00000006");
+  io::SafetensorsFile f = io::load_safetensors(ckpt + "/model.safetensors");
+  io::NamedTensors tensors;
+  for (const std::string& name : f.names) tensors.emplace_back(name, f.tensors.at(name).clone());
+  std::string poisoned;
+  for (auto& [name, t] : tensors)
+    if (t.is_floating_point() && t.numel() > 1 && poisoned.empty()) {
+      t.view(-1)[1] = std::nan("");
+      poisoned = name;
+    }
+  io::save_safetensors(ckpt + "/model.safetensors", tensors);
+  auto state = nlohmann::json::parse(read_file(ckpt + "/state.json"));
+  state["checksums"]["model.safetensors"] = fnv1a64_hex(read_file(ckpt + "/model.safetensors"));
+  write_file_atomic(ckpt + "/state.json", state.dump());
+  auto ev = testutil::run_command(testutil::cli() + " eval --checkpoint " + ckpt);
+  EXPECT_NE(ev.exit_code, 0) << ev.output;
+  EXPECT_NE(ev.output.find("tensor '" + poisoned + "' holds 1 NaN and 0 infinite values"), std::string::npos)
+      << ev.output;
+  auto resumed = testutil::run_command(testutil::cli() + " train --plain --resume " + (tmp / "runs/nan"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("holds 1 NaN"), std::string::npos) << resumed.output;
+  EXPECT_NE(resumed.output.find("from step 2"), std::string::npos) << resumed.output;
 }

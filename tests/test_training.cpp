@@ -164,7 +164,10 @@ TEST(Checkpoint, ResolveAndStrictLoad) {
   const std::string latest = tmp / "runs/c/checkpoints/step_00000008";
   EXPECT_EQ(io::resolve_checkpoint(tmp / "runs/c"), latest);
   EXPECT_EQ(io::resolve_checkpoint(latest + "/model.safetensors"), latest);
-  EXPECT_THROW(io::resolve_checkpoint(tmp / "nothing"), Error);
+  testutil::expect_error([&] { io::resolve_checkpoint(tmp / "nothing"); }, {"nothing' does not exist"});
+  // A file other than model.safetensors is named as a file, not as missing.
+  testutil::expect_error([&] { io::resolve_checkpoint(latest + "/state.json"); },
+                         {"state.json' is a file, not a checkpoint folder"});
   // A checkpoint from a different architecture is refused with the tensor's name.
   auto e = testutil::run_command(testutil::cli() + " eval --checkpoint " + latest + " --set model.hidden=[32]");
   EXPECT_EQ(e.exit_code, 1);

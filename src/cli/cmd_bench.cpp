@@ -51,9 +51,12 @@ int run(const ParsedArgs& a) {
   o.peers = !a.has("no-peers");
   o.python = a.get("python", o.python);
   o.peers_script = a.get("peers-script", bench_script("peers.py"));
-  std::vector<std::string> sections = a.has("sections") ? split(a.get("sections"))
-                                                        : std::vector<std::string>{"main", "fine", "decode", "dynamic",
-                                                                                   "skew", "bf16", "e2e"};
+  // A full run takes about 12 minutes: it is asked for by name (--sections all), not by accident.
+  if (!a.has("sections"))
+    throw UsageError("dynamoe bench: --sections LIST is required: some of main,fine,decode,dynamic,skew,bf16,e2e,ep, "
+                     "or all (about 12 minutes); see dynamoe bench --help");
+  std::vector<std::string> sections = split(a.get("sections"));
+  if (sections == std::vector<std::string>{"all"}) sections = {"main", "fine", "decode", "dynamic", "skew", "bf16", "e2e"};
   o.sections.clear();
   bool e2e = false, ep = false;
   for (const auto& s : sections) {
@@ -91,13 +94,13 @@ int run(const ParsedArgs& a) {
 Command bench_command() {
   return {{"bench",
            "MoE layer and training speed, side by side with PyTorch peers (bench/peers.py, bench/train_peer.py)",
-           "dynamoe bench [--sections main,fine,decode,dynamic,skew,bf16,e2e,ep] [--rounds R] [--threads N] [--no-peers]",
+           "dynamoe bench --sections all|main,fine,decode,dynamic,skew,bf16,e2e,ep [--rounds R] [--threads N] [--no-peers]",
            "Protocol (docs/bench.md): every implementation runs in each round, rounds are\n"
            "interleaved, each round also times a 1024^3 calibration GEMM, and the median over clean\n"
            "rounds (calibration within 0.85 of its best) is quoted with the min in (). Outputs and\n"
            "gradients of dynamoe are checked against the HF loop in the same run; the exit code is 1\n"
            "when a check fails. Timings never fail.",
-           {{"sections", "LIST", "comma-separated sections (default: all)"},
+           {{"sections", "LIST", "comma-separated sections, or all (every one but ep: about 12 minutes)"},
             {"rounds", "R", "timed rounds per case (default 10)"},
             {"warmup", "W", "untimed rounds first (default 3)"},
             {"threads", "N", "intra-op threads for dynamoe and the peers (default: all cores)"},

@@ -131,21 +131,21 @@ void add_moe_fields(Schema& s, MoEConfig& moe) {
   add_kind(s, "moe.router", "kind", moe.router, "router", moe::router_names(),
            "router: logits -> active experts and weights (its options follow as moe.router.*)");
   s.add_string("moe.experts.kind", &moe.experts.kind, "kind of the computing experts", {"linear", "ffn", "swiglu"});
-  s.add_int("moe.experts.hidden", &moe.experts.hidden, "hidden width F of ffn / swiglu experts", 1);
+  s.add_int("moe.experts.hidden", &moe.experts.hidden, "hidden width F of ffn / swiglu experts", 1, 1 << 20);
   s.add_string("moe.experts.activation", &moe.experts.activation, "ffn expert activation", {"relu", "gelu", "silu", "tanh"});
-  s.add_int("moe.experts.n_zero", &moe.experts.n_zero, "zero experts per layer (MoE++), part of E_l", 0);
-  s.add_int("moe.experts.n_copy", &moe.experts.n_copy, "copy experts per layer (MoE++), part of E_l", 0);
-  s.add_int("moe.experts.n_constant", &moe.experts.n_constant, "constant experts per layer (MoE++), part of E_l", 0);
-  s.add_int("moe.experts.n_shared", &moe.experts.n_shared, "shared experts per layer (weight 1 for every token)", 0);
+  s.add_int("moe.experts.n_zero", &moe.experts.n_zero, "zero experts per layer (MoE++), part of E_l", 0, 1 << 16);
+  s.add_int("moe.experts.n_copy", &moe.experts.n_copy, "copy experts per layer (MoE++), part of E_l", 0, 1 << 16);
+  s.add_int("moe.experts.n_constant", &moe.experts.n_constant, "constant experts per layer (MoE++), part of E_l", 0, 1 << 16);
+  s.add_int("moe.experts.n_shared", &moe.experts.n_shared, "shared experts per layer (weight 1 for every token)", 0, 1 << 16);
   add_kind(s, "moe.layers", "schedule", moe.layers.schedule, "schedule", moe::schedule_names(),
            "experts per layer across depth");
-  s.add_int("moe.layers.e_min", &moe.layers.e_min, "schedule: fewest experts in a layer", 1);
-  s.add_int("moe.layers.e_max", &moe.layers.e_max, "schedule: most experts in a layer", 1);
+  s.add_int("moe.layers.e_min", &moe.layers.e_min, "schedule: fewest experts in a layer", 1, 1 << 16);
+  s.add_int("moe.layers.e_max", &moe.layers.e_max, "schedule: most experts in a layer", 1, 1 << 16);
   s.add_int("moe.layers.total_experts", &moe.layers.total_experts,
-            "schedule: rescale so the layers hold this many in all (0: off)", 0);
+            "schedule: rescale so the layers hold this many in all (0: off)", 0, 1 << 20);
   s.add_bool("moe.layers.k_max", &moe.layers.k_max, "the schedule (same shape) also sets each layer's k_max");
-  s.add_int("moe.layers.k_max_min", &moe.layers.k_max_min, "layers.k_max: smallest k_max", 1);
-  s.add_int("moe.layers.k_max_max", &moe.layers.k_max_max, "layers.k_max: largest k_max", 1);
+  s.add_int("moe.layers.k_max_min", &moe.layers.k_max_min, "layers.k_max: smallest k_max", 1, 1 << 16);
+  s.add_int("moe.layers.k_max_max", &moe.layers.k_max_max, "layers.k_max: largest k_max", 1, 1 << 16);
   s.add_float("moe.losses.load_balance", &moe.losses.load_balance, "coefficient of the Switch load-balance loss", 0.0);
   s.add_float("moe.losses.z_loss", &moe.losses.z_loss, "coefficient of the ST-MoE router z-loss", 0.0);
   s.add_float("moe.losses.entropy", &moe.losses.entropy,
@@ -179,20 +179,20 @@ Schema Config::schema() {
   s.add_int_list("model.hidden", &model.hidden, "MLP hidden layer widths", 1);
   s.add_int_list("model.channels", &model.channels,
                  "CNN channels: one 3x3 conv (padding 1) + 2x2 max-pool per entry", 1);
-  s.add_int("model.cnn_fc", &model.cnn_fc, "CNN width of the fully connected layer", 1);
+  s.add_int("model.cnn_fc", &model.cnn_fc, "CNN width of the fully connected layer", 1, 1 << 20);
   s.add_string("model.activation", &model.activation, "hidden activation",
                {"relu", "gelu", "silu", "tanh"});
   s.add_string("model.norm", &model.norm, "normalisation after each hidden layer",
                {"none", "layernorm", "batchnorm"});
   s.add_float("model.dropout", &model.dropout, "dropout probability after hidden activations", 0.0, 0.95);
-  s.add_int("model.d_model", &model.d_model, "MoE models: width of the residual stream", 1);
+  s.add_int("model.d_model", &model.d_model, "MoE models: width of the residual stream", 1, 1 << 20);
   s.add_int("model.moe_layers", &model.moe_layers, "MoE-MLP: number of MoE blocks", 1, 64);
   add_moe_fields(s, moe);
   // lm
   s.add_int("lm.layers", &lm.layers, "language model: transformer blocks", 1, 256);
   s.add_int("lm.heads", &lm.heads, "language model: attention heads (model.d_model must divide by it)", 1, 1024);
   s.add_int("lm.context", &lm.context, "language model: tokens per training sequence, longest prompt", 2, 1 << 16);
-  s.add_int("lm.d_ff", &lm.d_ff, "language model: dense FFN hidden width (0: 4 * model.d_model)", 0);
+  s.add_int("lm.d_ff", &lm.d_ff, "language model: dense FFN hidden width (0: 4 * model.d_model)", 0, 1 << 20);
   s.add_string("lm.positions", &lm.positions, "language model: position encoding", {"rope", "learned"});
   s.add_float("lm.rope_base", &lm.rope_base, "RoPE base (theta)", 1.0);
   s.add_string("lm.attention_activation", &lm.attention_activation,
@@ -257,10 +257,10 @@ Schema Config::schema() {
   s.add_int("finetune.experts", &finetune.experts, "fine-tuning: LoRA experts per adapted projection (mixtures)", 2, 256);
   s.add_string("finetune.domains", &finetune.domains,
                "fine-tuning: comma-separated text corpora, an equal batch share each ('': data.dataset)");
-  s.add_int("finetune.mc_items", &finetune.mc_items, "fine-tuning: multiple-choice items per domain (0: none)", 0);
+  s.add_int("finetune.mc_items", &finetune.mc_items, "fine-tuning: multiple-choice items per domain (0: none)", 0, 1 << 20);
   s.add_int("finetune.mc_choices", &finetune.mc_choices, "fine-tuning: choices per multiple-choice item", 2, 64);
-  s.add_int("finetune.mc_context", &finetune.mc_context, "fine-tuning: context tokens of a multiple-choice item", 1);
-  s.add_int("finetune.mc_continuation", &finetune.mc_continuation, "fine-tuning: tokens of each choice", 1);
+  s.add_int("finetune.mc_context", &finetune.mc_context, "fine-tuning: context tokens of a multiple-choice item", 1, 1 << 20);
+  s.add_int("finetune.mc_continuation", &finetune.mc_continuation, "fine-tuning: tokens of each choice", 1, 1 << 20);
   return s;
 }
 

@@ -201,6 +201,14 @@ void Schema::unknown_key(const std::string& key, const std::string& where) const
   for (const auto& [old_key, new_key] : renamed_)
     if (key == old_key)
       throw ConfigError(str("config: ", key, " (", where, ") is now ", new_key, " (the moe keys are grouped: docs/config.md)"));
+  // A section given a value ("model: 5"): name the section, not the nearest key.
+  std::vector<std::string> members;
+  for (const auto& f : fields_)
+    if (f.key.rfind(key + ".", 0) == 0) members.push_back(f.key);
+  if (!members.empty())
+    throw ConfigError(str("config: '", key, "' (", where, ") is a section of keys (", members[0],
+                          members.size() > 1 ? ", " + members[1] : std::string(), members.size() > 2 ? ", ..." : "",
+                          "): it takes a mapping of them, not a value"));
   std::string best;
   size_t best_d = 4;
   for (const auto& f : fields_) {

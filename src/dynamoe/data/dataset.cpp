@@ -36,13 +36,26 @@ std::vector<std::string> cifar_files(const std::string& dir, bool train) {
   return files;
 }
 
+/// Every label of a split is below `classes`: a one-line error names the file, the first
+/// offending example and its value.
+void check_labels(const at::Tensor& labels, int64_t classes, const std::string& file, const std::string& why) {
+  const at::Tensor bad = labels.ge(classes).nonzero();
+  if (bad.size(0) == 0) return;
+  const int64_t i = bad[0][0].item<int64_t>();
+  throw Error(str("data: ", file, ": label ", labels[i].item<int64_t>(), " of example ", i, " is not a class of ",
+                  why, " (0..", classes - 1, "); ", bad.size(0), " labels are out of range"));
+}
+
 }  // namespace
 
 DataSplits load_data(const config::DataConfig& cfg) {
   DataSplits out;
   ImageSet train, test;
+  std::string train_labels, test_labels;  // the files, for errors
   if (cfg.dataset == "cifar10") {
     out.source = cfg.path;
+    train_labels = (fs::path(cfg.path) / "data_batch_*.bin").string();
+    test_labels = (fs::path(cfg.path) / "test_batch.bin").string();
     train = read_cifar10(cifar_files(cfg.path, true));
     test = read_cifar10(cifar_files(cfg.path, false));
   } else {
@@ -52,6 +65,8 @@ DataSplits load_data(const config::DataConfig& cfg) {
                       cfg.dataset, (cfg.dir == "data" ? std::string() : " --data-dir " + cfg.dir), "` first"));
     }
     IdxSplitPaths p = idx_paths(out.source);
+    train_labels = p.train_labels;
+    test_labels = p.test_labels;
     train = read_idx_images(p.train_images, p.train_labels);
     test = read_idx_images(p.test_images, p.test_labels);
   }
@@ -66,7 +81,12 @@ DataSplits load_data(const config::DataConfig& cfg) {
   spec.channels = out.train.images.size(1);
   spec.height = out.train.images.size(2);
   spec.width = out.train.images.size(3);
-  spec.num_classes = std::max(out.train.labels.max().item<int64_t>(), out.test.labels.max().item<int64_t>()) + 1;
+  // The published data sets have 10 classes; a folder of IDX files has those of its train labels.
+  const bool ten = cfg.dataset == "mnist" || cfg.dataset == "fashion-mnist" || cfg.dataset == "cifar10";
+  spec.num_classes = ten ? 10 : out.train.labels.max().item<int64_t>() + 1;
+  const std::string why = ten ? cfg.dataset : "the train labels";
+  check_labels(out.train.labels, spec.num_classes, train_labels, why);
+  check_labels(out.test.labels, spec.num_classes, test_labels, why);
   at::Tensor x = out.train.images.transpose(0, 1).reshape({spec.channels, -1}).to(at::kFloat).div_(255.0);
   const double count = static_cast<double>(x.size(1));
   at::Tensor mean = x.sum(1, false, at::kDouble) / count;                                        // [C]

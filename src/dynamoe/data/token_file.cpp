@@ -106,7 +106,7 @@ void write_token_file(const std::string& path, const std::vector<int32_t>& ids) 
   write_file_atomic(path, bytes);
 }
 
-TokenCorpus open_token_corpus(const std::string& dir) {
+TokenCorpus open_token_corpus(const std::string& dir, const std::string& expected_tokenizer) {
   const std::string meta_path = (fs::path(dir) / "meta.json").string();
   std::error_code ec;
   DYNAMOE_CHECK(fs::is_regular_file(meta_path, ec), meta_path,
@@ -127,6 +127,11 @@ TokenCorpus open_token_corpus(const std::string& dir) {
   need(meta.contains("splits") && meta["splits"].is_object(), "splits is missing or not an object");
 
   const auto vocab = static_cast<int32_t>(meta["vocab_size"].get<int64_t>());
+  need(meta["eot_id"].get<int64_t>() >= 0 && meta["eot_id"].get<int64_t>() < vocab,
+       str("eot_id ", meta["eot_id"].dump(), " is not a token of the vocabulary (0..", vocab - 1, ")"));
+  need(expected_tokenizer.empty() || meta["tokenizer"].get<std::string>() == expected_tokenizer,
+       str("tokenizer is '", meta["tokenizer"].get<std::string>(), "' but data.tokenizer is '", expected_tokenizer,
+           "' (a corpus of another tokenizer in this folder?)"));
   auto open_split = [&](const char* split) {
     need(meta["splits"].contains(split) && meta["splits"][split].is_object(), str("splits.", split, " is missing"));
     const int64_t tokens = meta_count(meta, meta_path, split, "tokens");

@@ -56,7 +56,8 @@ struct TokenCorpus {
 /// every id is < vocab_size. Any failure: a one-line dynamoe::Error naming the file and what is
 /// wrong, e.g. "data/python-docs/gpt2/val.bin: 1234567 bytes, expected 2 x 617284 tokens
 /// (truncated?)" or "...train.bin: token 51234 at position 99 is out of range for vocab 50257".
-TokenCorpus open_token_corpus(const std::string& dir);
+/// eot_id must be a token of the vocabulary, and the tokenizer `expected_tokenizer` unless empty.
+TokenCorpus open_token_corpus(const std::string& dir, const std::string& expected_tokenizer = "");
 
 /// Writes `ids` as uint16 little-endian to `path`, atomically (temp file + rename). Throws
 /// dynamoe::Error naming the position of the first id outside 0..65535 (nothing is written).

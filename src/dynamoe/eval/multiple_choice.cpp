@@ -38,9 +38,12 @@ std::vector<MultipleChoiceItem> read_multiple_choice(const std::string& path) {
     }
     if (it.choices.size() < 2) throw Error(str(where, ": 'choices' has ", it.choices.size(), " entries; at least 2 are needed"));
     if (!j.contains("label") || !j["label"].is_number_integer()) throw Error(str(where, ": 'label' must be an integer"));
-    it.label = j["label"].get<int64_t>();
-    if (it.label < 0 || it.label >= static_cast<int64_t>(it.choices.size()))
-      throw Error(str(where, ": label ", it.label, " is out of range for ", it.choices.size(), " choices"));
+    // Checked as written: 2^64 - 1 is not -1.
+    const nlohmann::json& label = j["label"];
+    if (label.is_number_unsigned() ? label.get<uint64_t>() >= it.choices.size()
+                                   : label.get<int64_t>() < 0 || label.get<int64_t>() >= static_cast<int64_t>(it.choices.size()))
+      throw Error(str(where, ": label ", label.dump(), " is out of range for ", it.choices.size(), " choices"));
+    it.label = label.get<int64_t>();
     if (j.contains("domain")) {
       if (!j["domain"].is_string()) throw Error(str(where, ": 'domain' must be a string"));
       it.domain = j["domain"].get<std::string>();

@@ -95,9 +95,9 @@ class MLPGate : public GateImpl {
 
 void LinearGateOptions::visit(OptionVisitor& v) { v.flag("bias", bias, "linear gate: add a bias"); }
 void QuadraticGateOptions::visit(OptionVisitor& v) {
-  v.integer("rank", rank, "quadratic gate: rank r of A_i = P_i^T Q_i (0: full D x D)", 0);
+  v.integer("rank", rank, "quadratic gate: rank r of A_i = P_i^T Q_i (0: full D x D)", 0, 1 << 20);
 }
-void MLPGateOptions::visit(OptionVisitor& v) { v.integer("mult", mult, "mlp gate: hidden width = mult * E", 1); }
+void MLPGateOptions::visit(OptionVisitor& v) { v.integer("mult", mult, "mlp gate: hidden width = mult * E", 1, 1024); }
 
 Registry<GateKind>& gate_registry() {
   static Registry<GateKind> reg("gate");

@@ -205,7 +205,7 @@ FinetuneTask::FinetuneTask(const config::Config& cfg) : cfg_(cfg) {
     config::DataConfig dc = cfg.data;
     dc.dataset = names[d];
     dc.tokenizer = base.cfg.data.tokenizer;
-    domains_.push_back({names[d], data::open_token_corpus(lm_corpus_dir(dc)), {}});
+    domains_.push_back({names[d], data::open_token_corpus(lm_corpus_dir(dc), dc.tokenizer), {}});
     Domain& dom = domains_.back();
     DYNAMOE_CHECK(dom.corpus.vocab_size == model_->vocab_size(), dom.corpus.dir, ": vocabulary of ",
                   dom.corpus.vocab_size, " tokens, the base model has ", model_->vocab_size());

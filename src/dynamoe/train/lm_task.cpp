@@ -27,7 +27,7 @@ double val_bytes_per_token(const data::TokenCorpus& c) {
 }  // namespace
 
 LMTask::LMTask(const config::Config& cfg)
-    : cfg_(cfg), corpus_(data::open_token_corpus(lm_corpus_dir(cfg.data))), bytes_per_token_(val_bytes_per_token(corpus_)) {
+    : cfg_(cfg), corpus_(data::open_token_corpus(lm_corpus_dir(cfg.data), cfg.data.tokenizer)), bytes_per_token_(val_bytes_per_token(corpus_)) {
   torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
   model_ = models::lm::TransformerLM(cfg, corpus_.vocab_size);
   model_->train();
