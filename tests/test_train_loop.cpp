@@ -4,6 +4,7 @@
 // written, and a run resumed at its end that logs no second evaluation.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -191,4 +192,19 @@ TEST(TrainLoop, ACheckpointHoldingNaNIsRefused) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("holds 1 NaN"), std::string::npos) << resumed.output;
   EXPECT_NE(resumed.output.find("from step 2"), std::string::npos) << resumed.output;
+}
+
+// A model too large for this machine is refused from its widths before anything is allocated
+// (it once allocated gigabytes and then failed with LibTorch's own message).
+TEST(TrainLoop, AModelTooLargeForMemoryIsAConfigErrorNamingItsWidths) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 96, 32);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = testutil::run_command(moe_cmd(tmp, "huge", "--set model.d_model=1000000 --set moe.experts.hidden=1000000"));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("model.d_model = 1000000, moe.experts.hidden = 1000000"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("billion parameters"), std::string::npos) << r.output;
+  EXPECT_LT(seconds, 10.0) << "it should fail before building anything";
+  EXPECT_FALSE(fs::exists(tmp / "runs/huge"));
 }

@@ -1,7 +1,10 @@
 #include "dynamoe/train/trainer.h"
 
 #include <torch/torch.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,6 +41,50 @@ namespace {
                         ": ", first_line));
 }
 
+/// A lower bound of the parameters cfg's model holds, from the widths alone (the input and
+/// vocabulary sizes, known from the data, count as 1; a fine-tuned base as 0).
+double parameters_lower_bound(const config::Config& c) {
+  const double D = static_cast<double>(c.model.d_model), F = static_cast<double>(c.moe.experts.hidden),
+               E = static_cast<double>(c.moe.layers.e_min);
+  const std::string& kind = c.model.kind;
+  if (kind == "lm") {
+    const double dff = c.lm.d_ff > 0 ? static_cast<double>(c.lm.d_ff) : 4 * D;
+    const double ffn = c.lm.moe_every > 0 ? std::min(2 * D * dff, E * 2 * D * F) : 2 * D * dff;
+    return static_cast<double>(c.lm.layers) * (4 * D * D + ffn);
+  }
+  if (kind == "moe_mlp" || kind == "moe_cnn") return static_cast<double>(c.model.moe_layers) * E * 2 * D * F;
+  double n = 0;
+  if (kind == "mlp")
+    for (size_t i = 0; i + 1 < c.model.hidden.size(); ++i)
+      n += static_cast<double>(c.model.hidden[i]) * static_cast<double>(c.model.hidden[i + 1]);
+  if (kind == "cnn") {
+    for (size_t i = 0; i + 1 < c.model.channels.size(); ++i)
+      n += 9.0 * static_cast<double>(c.model.channels[i]) * static_cast<double>(c.model.channels[i + 1]);
+    n += static_cast<double>(c.model.cnn_fc);
+  }
+  return n;
+}
+
+std::string gigas(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.1f", x / 1e9);
+  return buf;
+}
+
+/// Refuses, before anything is allocated, a model whose weights, gradients and two optimizer
+/// moments (16 bytes a parameter) cannot fit in this machine's memory.
+void check_model_fits(const config::Config& c) {
+  const double params = parameters_lower_bound(c);
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  if (memory <= 0 || 16 * params <= memory) return;
+  throw ConfigError(str("model.kind = ", c.model.kind, " with model.d_model = ", c.model.d_model,
+                        ", moe.experts.hidden = ", c.moe.experts.hidden, ", moe.layers.e_min = ", c.moe.layers.e_min,
+                        (c.model.kind == "lm" ? str(", lm.layers = ", c.lm.layers, ", lm.d_ff = ", c.lm.d_ff) : ""),
+                        " holds at least ", gigas(params), " billion parameters: with gradients and "
+                        "optimizer state at least ", gigas(16 * params), " GB, more than the ",
+                        gigas(memory), " GB of memory here"));
+}
+
 /// The task for cfg.model.kind (make_task without its error translation).
 std::unique_ptr<Task> build_task(const config::Config& cfg) {
   // Model kinds that are not image classifiers (those are in the model registry) bring their own task.
@@ -54,6 +101,7 @@ std::unique_ptr<Task> build_task(const config::Config& cfg) {
 }  // namespace
 
 std::unique_ptr<Task> make_task(const config::Config& cfg) {
+  check_model_fits(cfg);
   try {
     return build_task(cfg);
   } catch (const std::bad_alloc&) {
