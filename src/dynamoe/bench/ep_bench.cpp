@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "dynamoe/bench/stats.h"
 #include "dynamoe/dist/batch_group.h"
 #include "dynamoe/dist/launch_env.h"
 #include "dynamoe/dist/process_group.h"
@@ -28,11 +29,6 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 constexpr int64_t kDim = 512, kHidden = 1024, kExperts = 8, kTopK = 2;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 /// Runs `n` workers of `mode`; returns rank 0's result (or an "error" entry).
 json run_configuration(const EpBenchOptions& o, const std::string& mode, int n, const std::string& scratch) {

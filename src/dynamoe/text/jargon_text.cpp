@@ -11,12 +11,12 @@ namespace {
 
 bool is_blank(std::string_view l) { return l.find_first_not_of(" \t") == std::string_view::npos; }
 
-size_t indent_of(std::string_view l) {
+size_t jargon_indent(std::string_view l) {
   const size_t i = l.find_first_not_of(' ');
   return i == std::string_view::npos ? l.size() : i;
 }
 
-std::string_view trim(std::string_view s) {
+std::string_view trim_blanks(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
@@ -24,7 +24,7 @@ std::string_view trim(std::string_view s) {
 
 // A line drawn with Unicode box characters (U+2500..U+257F: E2 94 80 .. E2 95 BF).
 bool is_box_line(std::string_view l) {
-  const std::string_view t = trim(l);
+  const std::string_view t = trim_blanks(l);
   return t.size() >= 3 && static_cast<unsigned char>(t[0]) == 0xE2 &&
          (static_cast<unsigned char>(t[1]) == 0x94 || static_cast<unsigned char>(t[1]) == 0x95);
 }
@@ -34,7 +34,7 @@ std::string entry_headword(std::string_view l, std::string_view* rest) {
   if (l.substr(0, 4) != "   :" || l.size() < 6) return "";
   const size_t close = l.find(':', 5);
   if (close == std::string_view::npos) return "";
-  *rest = trim(l.substr(close + 1));
+  *rest = trim_blanks(l.substr(close + 1));
   return std::string(l.substr(4, close - 4));
 }
 
@@ -96,14 +96,14 @@ std::string block_text(const Block& b) {
     return "";  // only a list of titles or headwords
   // A title-like paragraph: one short line, not a bullet, not ending like a sentence.
   auto title_like = [](const std::vector<std::string_view>& p) {
-    const std::string_view t = trim(p[0]);
+    const std::string_view t = trim_blanks(p[0]);
     return p.size() == 1 && t.size() < 60 && std::string_view(".!?:;,").find(t.back()) == std::string_view::npos &&
            t.substr(0, 3) != "\xe2\x80\xa2";  // U+2022 bullet
   };
   std::vector<std::vector<std::string_view>> kept;
   for (size_t i = 0; i < paras.size();) {
     // "Table of Contents" and the one-line paragraphs after it.
-    if (paras[i].size() == 1 && trim(paras[i][0]) == "Table of Contents") {
+    if (paras[i].size() == 1 && trim_blanks(paras[i][0]) == "Table of Contents") {
       for (++i; i < paras.size() && paras[i].size() == 1;) ++i;
       continue;
     }
@@ -120,13 +120,13 @@ std::string block_text(const Block& b) {
   size_t common = std::string_view::npos;
   for (const auto& p : kept)
     for (std::string_view l : p)
-      if (!is_box_line(l)) common = std::min(common, indent_of(l));
+      if (!is_box_line(l)) common = std::min(common, jargon_indent(l));
   std::string text = b.headline.empty() ? "" : b.headline + "\n";
   for (const auto& p : kept) {
     std::string para;
     for (std::string_view l : p) {
       if (is_box_line(l)) continue;
-      std::string_view t = l.substr(std::min(common, indent_of(l)));
+      std::string_view t = l.substr(std::min(common, jargon_indent(l)));
       while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
       para.append(t);
       para += '\n';
@@ -157,18 +157,18 @@ std::vector<JargonDocument> split_jargon_file(std::string_view text) {
     std::string_view rest;
     std::string head = entry_headword(l, &rest);
     if (!head.empty()) {
-      if (rest.substr(0, 2) == "//") rest = trim(rest.substr(2));
-      if (!rest.empty() && rest[0] == ',') rest = trim(rest.substr(1));
+      if (rest.substr(0, 2) == "//") rest = trim_blanks(rest.substr(2));
+      if (!rest.empty() && rest[0] == ',') rest = trim_blanks(rest.substr(1));
       const std::string headline = head + ":" + (rest.empty() ? "" : " " + std::string(rest));
       blocks.push_back({Boundary::kEntry, head, headline, {}});
       continue;
     }
-    const std::string_view t = trim(l);
+    const std::string_view t = trim_blanks(l);
     if (!t.empty() && l[0] != ' ' && !is_box_line(l)) {  // a title in column 0
       blocks.push_back({Boundary::kSection, std::string(t), std::string(t), {}});
       continue;
     }
-    if (alone && indent_of(l) >= 20 && std::isupper(static_cast<unsigned char>(t[0])) &&
+    if (alone && jargon_indent(l) >= 20 && std::isupper(static_cast<unsigned char>(t[0])) &&
         t.find_first_of("/|\\_") == std::string_view::npos) {  // a centred part title
       blocks.push_back({Boundary::kSection, std::string(t), std::string(t), {}});
       continue;

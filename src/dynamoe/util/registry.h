@@ -73,5 +73,5 @@ class Registry {
 #define DYNAMOE_REGISTER_CONCAT(a, b) DYNAMOE_REGISTER_CONCAT2(a, b)
 /// Registers `entry` under `name` in `registry` when the program starts.
 #define DYNAMOE_REGISTER(registry, name, ...)                                                         \
-  [[maybe_unused]] static const bool DYNAMOE_REGISTER_CONCAT(dynamoe_registered_, __LINE__) = \
+  [[maybe_unused]] static const bool DYNAMOE_REGISTER_CONCAT(dynamoe_registered_, __COUNTER__) = \
       (registry).add(name, __VA_ARGS__)
