@@ -1,7 +1,8 @@
 // Several processes on loopback (c10d/Gloo) through `dynamoe launch`: data-parallel training
 // equals one process on the same global batch (even and uneven shards), a killed or hung rank
 // stops the others within dist.timeout_s + 10 s with a message naming it, and a resume after
-// the kill ends bitwise identical to an uninterrupted run.
+// the kill, or after a stop signal (which checkpoints the step reached), ends bitwise identical
+// to an uninterrupted run.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,7 +10,10 @@
 
 #include <chrono>
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
+#include <functional>
+#include <regex>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -18,6 +22,7 @@
 #include "dynamoe/io/checkpoint.h"
 #include "dynamoe/io/safetensors.h"
 #include "dynamoe/util/atomic_file.h"
+#include "dynamoe/util/error.h"
 #include "test_util.h"
 
 using namespace dynamoe;
@@ -103,6 +108,33 @@ std::string fault_args(const testutil::TempDir& tmp, const std::string& name) {
          " --set model.d_model=32 --set moe.experts.hidden=32 --set train.batch_size=32 --set train.steps=400"
          " --set train.eval_every=200 --set train.checkpoint_every=20 --set train.keep_checkpoints=100"
          " --set train.threads=1 --set dist.timeout_s=10";
+}
+
+/// Starts `prefix` + fault_args(name) in the background, sends `sig` once its step-20
+/// checkpoint exists, and expects a stop after a later step with that step's checkpoint, then
+/// a resume that ends bitwise where tmp/runs/whole ended.
+void expect_stop_and_exact_resume(const testutil::TempDir& tmp, const std::string& prefix, const std::string& name,
+                                  int sig) {
+  Background run(prefix + fault_args(tmp, name), tmp / (name + ".log"));
+  ASSERT_TRUE(wait_for([&] { return fs::exists(tmp / ("runs/" + name + "/checkpoints/step_00000020")); }, 120))
+      << read_file(run.log);
+  ::kill(run.pid, sig);
+  const int code = run.wait();
+  const std::string log = read_file(run.log);
+  EXPECT_EQ(code, 128 + sig) << log;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(log, m, std::regex("stopped by SIG[A-Z]+ after step ([0-9]+) of 400; its checkpoint is "
+                                                   "written: continue with `dynamoe train --resume ")))
+      << log;
+  char step_dir[32];
+  std::snprintf(step_dir, sizeof(step_dir), "step_%08d", std::stoi(m[1]));
+  EXPECT_TRUE(fs::exists(tmp / ("runs/" + name + "/checkpoints/" + step_dir))) << log;
+  auto resumed = testutil::run_command(prefix + " train --plain --resume " + (tmp / ("runs/" + name)));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find(str("from step ", m[1].str())), std::string::npos) << resumed.output;
+  const io::SafetensorsFile a = testutil::final_weights(tmp / "runs/whole");
+  const io::SafetensorsFile b = testutil::final_weights(tmp / ("runs/" + name));
+  for (const auto& [tensor, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.at(tensor))) << tensor;
 }
 
 }  // namespace
@@ -291,6 +323,20 @@ TEST(Distributed, AKilledRankStopsTheOthersAndResumeIsExact) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   const io::SafetensorsFile a = testutil::final_weights(tmp / "runs/whole"), b = testutil::final_weights(tmp / "runs/killed");
   for (const auto& [name, t] : a.tensors) EXPECT_TRUE(at::equal(t, b.at(name))) << name;
+
+  // Ctrl-C to the launcher: it passes the signal on, the ranks agree on the step to stop after.
+  expect_stop_and_exact_resume(tmp, launch(2), "interrupted", SIGINT);
+}
+
+// SIGTERM (or Ctrl-C) stops one process after its current step with a checkpoint of it, in one
+// line naming the step and the resume command, exit code 128 + signal; --resume then ends
+// bitwise where an uninterrupted run ends.
+TEST(Distributed, AStopSignalCheckpointsTheStepReachedAndResumeIsExact) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 512, 64, 8);
+  auto whole = testutil::run_command(testutil::cli() + fault_args(tmp, "whole"));
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  expect_stop_and_exact_resume(tmp, testutil::cli(), "terminated", SIGTERM);
 }
 
 // A rank that hangs (SIGSTOP) is named by the others once dist.timeout_s has passed.

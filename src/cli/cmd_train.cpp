@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "dynamoe/config/config.h"
+#include "dynamoe/dist/launch_env.h"
 #include "dynamoe/train/trainer.h"
 
 namespace dynamoe::cli {
@@ -36,7 +37,14 @@ int run(const ParsedArgs& a) {
   opts.resume = a.get("resume");
   opts.overwrite = a.has("overwrite");
   opts.live = isatty(1) && !a.has("plain");
-  train::run_training(cfg, opts);
+  opts.stop_on_signal = true;
+  try {
+    train::run_training(cfg, opts);
+  } catch (const train::Interrupted& e) {
+    // One line, from the first process of a distributed run; the exit code of the signal.
+    if (dist::launch_env_from_environment().rank == 0) std::cerr << "dynamoe: " << e.what() << std::endl;
+    return 128 + e.signal;
+  }
   return 0;
 }
 
@@ -48,8 +56,9 @@ Command train_command() {
            "dynamoe train --config FILE [--set KEY=VALUE]... [--name NAME] [--overwrite]\n"
            "       dynamoe train --resume RUN [--set KEY=VALUE]...",
            "The run folder runs/<name>/ receives config.yaml (resolved), metrics.csv, metrics.jsonl,\n"
-           "checkpoints/step_<N>/ and summary.json. A killed run continues exactly where its last\n"
-           "checkpoint left it with --resume. Config keys: docs/config.md.",
+           "checkpoints/step_<N>/ and summary.json. Ctrl-C or SIGTERM stops the run after the current\n"
+           "step with a checkpoint (a second Ctrl-C stops it at once); a stopped or killed run\n"
+           "continues exactly where its last checkpoint left it with --resume. Config keys: docs/config.md.",
            {{"config", "FILE", "experiment YAML file (configs/*.yaml)"},
             {"set", "KEY=VALUE", "override a config key, e.g. --set train.lr=3e-4", true},
             {"name", "NAME", "run folder name under train.runs_dir (default: <config>-<time>)"},

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
@@ -86,6 +87,36 @@ struct NullStream : std::ostream {
   NullStream() : std::ostream(nullptr) {}
 };
 
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+/// SIGINT and SIGTERM ask the loop to stop after the current step, for its lifetime (the first
+/// signal only: SA_RESETHAND gives the second its default action, which ends the process).
+class StopSignals {
+ public:
+  explicit StopSignals(bool on) : on_(on) {
+    g_stop_signal = 0;
+    if (!on_) return;
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    if (!on_) return;
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+ private:
+  bool on_;
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
 /// The loop's state between steps.
 class Loop {
  public:
@@ -94,7 +125,8 @@ class Loop {
         tc_(cfg.train),
         group_(dist::world_group()),
         rank_(group_ ? group_->rank() : 0),
-        out_(rank_ != 0 ? null_out_ : opts.out ? *opts.out : std::cout) {
+        out_(rank_ != 0 ? null_out_ : opts.out ? *opts.out : std::cout),
+        signals_(opts.stop_on_signal) {
     run_.run_dir = run_dir;
     run_.resuming = !opts.resume.empty();
     run_.threads = torch::get_num_threads();
@@ -139,6 +171,7 @@ class Loop {
       evaluated_last = s % eval_every_ == 0 || s == total;
       if (evaluated_last) evaluate(/*write=*/true);
       if (s % ckpt_every_ == 0 || s == total) checkpoint();
+      if (stop_signal_ && s < total) stop();
     }
     progress_->finish();
     // A run resumed at its very end already logged this evaluation: measure it again for the
@@ -168,12 +201,16 @@ class Loop {
     f.aux = f.has_aux ? s.aux_loss.item<double>() : 0.0;
     f.items = s.items;
     at::Tensor objective = f.has_aux ? s.loss + s.aux_loss : s.loss;
+    stop_signal_ = static_cast<int>(g_stop_signal);
     if (group_) {
       // Each rank's losses are means over its shard: weighted by its share of the global batch
-      // and summed over ranks, they give the single-process mean (and its gradient).
-      std::vector<at::Tensor> sums{torch::tensor({static_cast<double>(s.items), f.loss * s.items, f.aux * s.items},
+      // and summed over ranks, they give the single-process mean (and its gradient). A stop
+      // signal on any rank stops every rank after this step.
+      std::vector<at::Tensor> sums{torch::tensor({static_cast<double>(s.items), f.loss * s.items, f.aux * s.items,
+                                                  static_cast<double>(stop_signal_)},
                                                  torch::kFloat64)};
       group_->allreduce_sum_(sums);
+      if (!stop_signal_ && sums[0][3].item<double>() > 0) stop_signal_ = SIGTERM;
       const double global_items = sums[0][0].item<double>();
       f.items = static_cast<int64_t>(global_items);
       f.loss = sums[0][1].item<double>() / global_items;
@@ -321,6 +358,18 @@ class Loop {
     return extras;
   }
 
+  /// After a stop signal: the step reached is logged and checkpointed, then Interrupted says
+  /// how to continue.
+  [[noreturn]] void stop() {
+    if (window_.steps > 0) log_window();
+    if (state_.step % ckpt_every_ != 0) checkpoint();
+    progress_->finish();
+    const std::string name = stop_signal_ == SIGINT ? "SIGINT" : stop_signal_ == SIGTERM ? "SIGTERM" : str("signal ", stop_signal_);
+    throw Interrupted(stop_signal_, str("stopped by ", name, " after step ", state_.step, " of ", run_.total_steps,
+                                        "; its checkpoint is written: continue with `dynamoe train --resume ",
+                                        run_.run_dir, "`"));
+  }
+
   void log_window() {
     if (group_ && !window_.moe.empty()) sum_moe_stats(*group_, window_.moe);
     const Window& w = window_;
@@ -404,6 +453,8 @@ class Loop {
   Window window_;
   ReplacedRun replaced_;  ///< --overwrite: the old run, until this one's first checkpoint
   double last_lr_ = 0, last_rate_ = 0;
+  StopSignals signals_;  ///< SIGINT / SIGTERM -> stop_signal_ (opts.stop_on_signal)
+  int stop_signal_ = 0;  ///< set after a step when a rank received a stop signal
   Clock::time_point t_start_ = Clock::now();
 };
 

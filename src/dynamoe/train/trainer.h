@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dynamoe/config/config.h"
+#include "dynamoe/util/error.h"
 
 namespace dynamoe::train {
 
@@ -20,6 +21,17 @@ struct TrainOptions {
   bool overwrite = false;         ///< replace an existing run folder of the same name
   std::ostream* out = nullptr;    ///< progress and summary (default: std::cout)
   bool live = false;              ///< live progress line (terminal)
+  /// SIGINT / SIGTERM stop the run after the current step with a checkpoint (throwing
+  /// Interrupted); a second signal stops it at once. Off: the signals keep their handlers.
+  bool stop_on_signal = false;
+};
+
+/// A run stopped by SIGINT or SIGTERM (TrainOptions::stop_on_signal) once its checkpoint of the
+/// step it reached was written: the message says how to continue it.
+class Interrupted : public Error {
+ public:
+  Interrupted(int signal, const std::string& msg) : Error(msg), signal(signal) {}
+  int signal;
 };
 
 struct TrainResult {
