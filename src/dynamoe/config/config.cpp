@@ -176,9 +176,9 @@ Schema Config::schema() {
   Schema s;
   // model
   s.add_string("model.kind", &model.kind, "model to build", {"mlp", "cnn", "moe_mlp", "moe_cnn", "lm", "finetune"});
-  s.add_int_list("model.hidden", &model.hidden, "MLP hidden layer widths", 1);
+  s.add_int_list("model.hidden", &model.hidden, "MLP hidden layer widths", 1, 1 << 20);
   s.add_int_list("model.channels", &model.channels,
-                 "CNN channels: one 3x3 conv (padding 1) + 2x2 max-pool per entry", 1);
+                 "CNN channels: one 3x3 conv (padding 1) + 2x2 max-pool per entry", 1, 1 << 16);
   s.add_int("model.cnn_fc", &model.cnn_fc, "CNN width of the fully connected layer", 1, 1 << 20);
   s.add_string("model.activation", &model.activation, "hidden activation",
                {"relu", "gelu", "silu", "tanh"});

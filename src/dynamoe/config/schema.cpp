@@ -6,12 +6,23 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <set>
 #include <sstream>
 
 #include "dynamoe/util/error.h"
 
 namespace dynamoe::config {
 namespace {
+
+/// Lists longer than this are refused (no width list of a model needs more).
+constexpr size_t kMaxListEntries = 4096;
+/// Keys longer than this are no key of the schema: shown shortened, with no suggestion.
+constexpr size_t kMaxKeyLength = 200;
+
+/// A key as an error message shows it: at most 60 characters.
+std::string shown_key(const std::string& key) {
+  return key.size() <= 60 ? key : str(key.substr(0, 60), "... (", key.size(), " characters)");
+}
 
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
@@ -130,8 +141,8 @@ Schema& Schema::add_string(const std::string& key, std::string* target, const st
   return *this;
 }
 Schema& Schema::add_int_list(const std::string& key, std::vector<int64_t>* target,
-                             const std::string& doc, std::optional<double> min) {
-  push({key, FieldType::IntList, target, doc, min, std::nullopt, false, {}, ""});
+                             const std::string& doc, std::optional<double> min, std::optional<double> max) {
+  push({key, FieldType::IntList, target, doc, min, max, false, {}, ""});
   return *this;
 }
 
@@ -197,7 +208,11 @@ static void set_from_node(const Field& f, const YAML::Node& n, const std::string
   }
 }
 
-void Schema::unknown_key(const std::string& key, const std::string& where) const {
+void Schema::unknown_key(const std::string& key_in, const std::string& where) const {
+  // A key no schema holds may be any length: shown shortened, and not compared letter by letter.
+  if (key_in.size() > kMaxKeyLength)
+    throw ConfigError(str("config: unknown key '", shown_key(key_in), "' (", where, ")"));
+  const std::string& key = key_in;
   for (const auto& [old_key, new_key] : renamed_)
     if (key == old_key)
       throw ConfigError(str("config: ", key, " (", where, ") is now ", new_key, " (the moe keys are grouped: docs/config.md)"));
@@ -251,9 +266,12 @@ void Schema::load_yaml_text(const std::string& text, const std::string& where) {
   if (!root.IsMap()) throw ConfigError(str("config: ", where, ": expected a mapping at the top level"));
   std::function<void(const YAML::Node&, const std::string&)> walk = [&](const YAML::Node& node,
                                                                          const std::string& prefix) {
+    std::set<std::string> seen;
     for (const auto& kv : node) {
       const std::string key = prefix.empty() ? kv.first.Scalar() : prefix + "." + kv.first.Scalar();
       const std::string at = str(where, ":", kv.first.Mark().line + 1);
+      if (!seen.insert(kv.first.Scalar()).second)
+        throw ConfigError(str("config: ", shown_key(key), " (", at, ") is given twice in the same mapping"));
       if (const Field* f = find(key)) {
         set_from_node(*f, kv.second, at);
       } else if (kv.second.IsMap()) {
@@ -290,10 +308,15 @@ void Schema::check_ranges() const {
         check_number(v, format_double(v));
         break;
       }
-      case FieldType::IntList:
-        for (int64_t v : *static_cast<std::vector<int64_t>*>(f.target))
-          check_number(static_cast<double>(v), str(value_text(f), " (element ", v, ")"));
+      case FieldType::IntList: {
+        const auto& list = *static_cast<std::vector<int64_t>*>(f.target);
+        if (list.size() > kMaxListEntries)
+          throw ConfigError(str("config: ", f.key, " has ", list.size(), " entries (at most ", kMaxListEntries, ")"));
+        for (size_t i = 0; i < list.size(); ++i)  // the message is built only for a bad entry
+          if ((f.min && list[i] < *f.min) || (f.max && list[i] > *f.max))
+            check_number(static_cast<double>(list[i]), str("[...] (entry ", i, " = ", list[i], ")"));
         break;
+      }
       case FieldType::String: {
         const auto& v = *static_cast<std::string*>(f.target);
         if (!f.choices.empty() && std::find(f.choices.begin(), f.choices.end(), v) == f.choices.end())

@@ -38,7 +38,7 @@ class Schema {
   Schema& add_string(const std::string& key, std::string* target, const std::string& doc,
                      std::vector<std::string> choices = {});
   Schema& add_int_list(const std::string& key, std::vector<int64_t>* target, const std::string& doc,
-                       std::optional<double> min = std::nullopt);
+                       std::optional<double> min = std::nullopt, std::optional<double> max = std::nullopt);
 
   /// Tags the field added last as an option of a kind (`section`, e.g. "moe.router.kind = top_k").
   void tag_last(const std::string& section) { fields_.back().section = section; }

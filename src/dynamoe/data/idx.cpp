@@ -199,6 +199,8 @@ ImageSet read_idx_images(const std::string& images_path, const std::string& labe
   DYNAMOE_CHECK(images.dims.size() == 3, "IDX image file '", images_path,
                 "': expected 3 dims (N x H x W), got ", images.dims.size(), " (",
                 dims_string(images.dims), ")");
+  DYNAMOE_CHECK(images.dims[1] > 0 && images.dims[2] > 0, "IDX image file '", images_path,
+                "': images of ", dims_string(images.dims), " have no pixels");
   IdxArray labels = read_idx(labels_path);
   DYNAMOE_CHECK(labels.type_code == kIdxUint8, "IDX label file '", labels_path,
                 "': expected uint8 (type 0x08), got ", idx_type_name(labels.type_code));

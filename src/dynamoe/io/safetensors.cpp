@@ -121,8 +121,9 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
       DYNAMOE_CHECK(d.is_number_unsigned(), where, ": tensor '", name, "' has a bad shape entry ", json_excerpt(d));
       uint64_t v = d.get<uint64_t>();
       DYNAMOE_CHECK(v < (1ull << 40), where, ": tensor '", name, "' dimension ", v, " is too large");
+      // checked before multiplying: [2^32, 2^32] must not wrap around to 0 elements
+      DYNAMOE_CHECK(v == 0 || numel < (1ull << 48) / v, where, ": tensor '", name, "' has too many elements");
       numel *= v;
-      DYNAMOE_CHECK(numel < (1ull << 48), where, ": tensor '", name, "' has too many elements");
       shape.push_back(static_cast<int64_t>(v));
     }
     DYNAMOE_CHECK(e["data_offsets"][0].is_number_unsigned() && e["data_offsets"][1].is_number_unsigned(),

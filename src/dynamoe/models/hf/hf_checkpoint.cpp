@@ -1,6 +1,7 @@
 #include "dynamoe/models/hf/hf_checkpoint.h"
 
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +12,7 @@
 #include "dynamoe/io/safetensors.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/json_text.h"
 
 namespace dynamoe::models::hf {
 namespace {
@@ -52,18 +54,13 @@ WeightFiles find_weight_files(const std::string& dir) {
     throw Error(str(dir, ": neither ", kSingle, " nor ", kIndex, " found",
                     bin ? " (pytorch_model.bin checkpoints are not supported: convert them to safetensors)" : ""));
   }
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(read_file(index_path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(str(index_path, ": invalid JSON: ", e.what()));
-  }
+  const nlohmann::json index = parse_json(read_file(index_path), index_path);  // depth-limited
   DYNAMOE_CHECK(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(), index_path,
                 ": expected an object with a \"weight_map\" object {tensor: file}");
   w.sharded = true;
   std::set<std::string> seen;
   for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
-    DYNAMOE_CHECK(it->is_string(), index_path, ": weight_map entry '", it.key(), "' = ", it->dump(),
+    DYNAMOE_CHECK(it->is_string(), index_path, ": weight_map entry '", it.key(), "' = ", json_excerpt(*it),
                   " is not a file name");
     const std::string file = it->get<std::string>();
     w.weight_map[it.key()] = file;
@@ -84,6 +81,30 @@ std::string first_names(const std::vector<std::pair<std::string, std::string>>& 
   return out;
 }
 
+/// Before the model is allocated: config.json's sizes must fit in memory (fp32), and the weight
+/// files must be large enough to hold them (2 bytes a parameter at least, F16/BF16).
+void check_sizes(const std::string& dir, const LlamaConfig& c, const WeightFiles& w) {
+  const double D = static_cast<double>(c.hidden_size), F = static_cast<double>(c.intermediate_size),
+               V = static_cast<double>(c.vocab_size), H = static_cast<double>(c.num_attention_heads),
+               Hkv = static_cast<double>(c.num_key_value_heads > 0 ? c.num_key_value_heads : c.num_attention_heads),
+               Dh = static_cast<double>(c.head_dim > 0 ? c.head_dim : c.hidden_size / c.num_attention_heads);
+  const double per_layer = 2 * D * H * Dh + 2 * D * Hkv * Dh + 3 * D * F;
+  const double params = V * D * (c.tie_word_embeddings ? 1 : 2) + static_cast<double>(c.num_hidden_layers) * per_layer;
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  DYNAMOE_CHECK(memory <= 0 || 4 * params <= memory, dir, "/config.json describes ", static_cast<int64_t>(params),
+                " parameters: ", static_cast<int64_t>(4 * params / 1e9), " GB in fp32, more than the ",
+                static_cast<int64_t>(memory / 1e9), " GB of memory here");
+  double bytes = 0;
+  std::error_code ec;
+  for (const std::string& file : w.files) {
+    io::check_safetensors_file((fs::path(dir) / file).string());  // a truncated file is named as such first
+    bytes += static_cast<double>(fs::file_size(fs::path(dir) / file, ec));
+  }
+  DYNAMOE_CHECK(bytes >= 2 * params, dir, ": config.json describes ", static_cast<int64_t>(params),
+                " parameters (at least ", static_cast<int64_t>(2 * params), " bytes in F16/BF16) but the weight files "
+                "hold ", static_cast<int64_t>(bytes), " bytes (another model's config.json?)");
+}
+
 }  // namespace
 
 void freeze(torch::nn::Module& module) {
@@ -96,6 +117,7 @@ LlamaForCausalLM load_llama(const std::string& dir) {
   DYNAMOE_CHECK(fs::exists(config_path), dir, ": no config.json (expected a Hugging Face checkpoint folder)");
   const LlamaConfig cfg = load_llama_config(config_path);
   const WeightFiles w = find_weight_files(dir);
+  check_sizes(dir, cfg, w);
 
   LlamaForCausalLM lm(cfg);
   torch::NoGradGuard no_grad;
