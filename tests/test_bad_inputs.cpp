@@ -265,6 +265,15 @@ void write_adapter(const std::string& path, const std::function<void(std::map<st
   write_bytes(path, io::safetensors_bytes(t, meta));
 }
 
+/// A case whose input is an adapter file a.safetensors written by write_adapter(edit, drop).
+std::function<std::string(const std::string&)> adapter_with(
+    const std::function<void(std::map<std::string, std::string>&)>& edit, const std::string& drop = "") {
+  return [edit, drop](const std::string& dir) {
+    write_adapter(dir + "/a.safetensors", edit, drop);
+    return dir + "/a.safetensors";
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Part A: bad configs
 
@@ -785,64 +794,37 @@ const std::vector<FileCase> kFileCases = {
      },
      load_adapter, {"not a dynamoe adapter file (no 'dynamoe_adapter' in its metadata)"}},
     {"adapter_unknown_kind",
-     [](const std::string& dir) {
-       write_adapter(dir + "/a.safetensors", [](auto& m) { m["dynamoe_adapter"] = "dora"; });
-       return dir + "/a.safetensors";
-     },
+     adapter_with([](auto& m) { m["dynamoe_adapter"] = "dora"; }),
      load_adapter, {"adapter kind 'dora' is not supported"}},
     {"adapter_rank_not_a_number",
-     [](const std::string& dir) {
-       write_adapter(dir + "/a.safetensors", [](auto& m) { m["rank"] = "eight"; });
-       return dir + "/a.safetensors";
-     },
+     adapter_with([](auto& m) { m["rank"] = "eight"; }),
      load_adapter, {"bad LoRA hyperparameters in the metadata (rank 'eight'"}},
     {"adapter_rank_2_70",
-     [](const std::string& dir) {
-       write_adapter(dir + "/a.safetensors", [](auto& m) { m["rank"] = "1180591620717411303424"; });
-       return dir + "/a.safetensors";
-     },
+     adapter_with([](auto& m) { m["rank"] = "1180591620717411303424"; }),
      load_adapter, {"bad LoRA hyperparameters", "1180591620717411303424"}},
     {"adapter_rank_zero",
-     [](const std::string& dir) {
-       write_adapter(dir + "/a.safetensors", [](auto& m) { m["rank"] = "0"; });
-       return dir + "/a.safetensors";
-     },
+     adapter_with([](auto& m) { m["rank"] = "0"; }),
      load_adapter, {"lora: rank = 0 must be at least 1"}},
     {"adapter_target_not_in_the_model",
-     [](const std::string& dir) {
-       write_adapter(dir + "/a.safetensors", [](auto& m) { m["targets"] = "model.layers.9.mlp.up_proj"; });
-       return dir + "/a.safetensors";
-     },
+     adapter_with([](auto& m) { m["targets"] = "model.layers.9.mlp.up_proj"; }),
      load_adapter, {"target model.layers.9.mlp.up_proj is not a projection of this model"}},
     {"adapter_without_targets",
-     [](const std::string& dir) {
-       write_adapter(dir + "/a.safetensors", [](auto& m) { m["targets"] = ","; });
-       return dir + "/a.safetensors";
-     },
+     adapter_with([](auto& m) { m["targets"] = ","; }),
      load_adapter, {"the adapter file names no target projection"}},
     {"adapter_missing_tensor",
-     [](const std::string& dir) {
-       write_adapter(dir + "/a.safetensors", {}, "lora_B");
-       return dir + "/a.safetensors";
-     },
+     adapter_with({}, "lora_B"),
      load_adapter, {"no tensor named 'model.layers.0.mlp.up_proj.adapter.lora_B'"}},
     {"adapter_mixture_not_json",
-     [](const std::string& dir) {
-       write_adapter(dir + "/a.safetensors", [](auto& m) {
+     adapter_with([](auto& m) {
          m["dynamoe_adapter"] = "lora_mixture";
          m["mixture"] = "{rank: 2";
-       });
-       return dir + "/a.safetensors";
-     },
+       }),
      load_adapter, {"the 'mixture' metadata is not valid JSON"}},
     {"adapter_mixture_missing_field",
-     [](const std::string& dir) {
-       write_adapter(dir + "/a.safetensors", [](auto& m) {
+     adapter_with([](auto& m) {
          m["dynamoe_adapter"] = "lora_mixture";
          m["mixture"] = R"({"alpha": 4, "dropout": 0})";
-       });
-       return dir + "/a.safetensors";
-     },
+       }),
      load_adapter, {"lora mixture: field 'rank' is missing"}},
 };
 

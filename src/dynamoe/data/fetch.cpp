@@ -15,9 +15,9 @@
 #include <utility>
 
 #include "dynamoe/data/idx.h"
-#include "dynamoe/data/fetch_log.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/process.h"
 
 namespace dynamoe::data {
 namespace {

@@ -7,9 +7,9 @@
 
 #include "dynamoe/data/npm_pack.h"
 #include "dynamoe/text/gpt2_tokenizer.h"
-#include "dynamoe/data/fetch_log.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/process.h"
 
 namespace dynamoe::data {
 namespace {

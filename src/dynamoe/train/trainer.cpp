@@ -1,7 +1,6 @@
 #include "dynamoe/train/trainer.h"
 
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -17,6 +16,7 @@
 #include "dynamoe/train/lm_task.h"
 #include "dynamoe/train/run_folder.h"
 #include "dynamoe/train/train_loop.h"
+#include "dynamoe/util/process.h"
 
 namespace dynamoe::train {
 
@@ -75,7 +75,7 @@ std::string gigas(double x) {
 /// moments (16 bytes a parameter) cannot fit in this machine's memory.
 void check_model_fits(const config::Config& c) {
   const double params = parameters_lower_bound(c);
-  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  const double memory = physical_memory_bytes();
   if (memory <= 0 || 16 * params <= memory) return;
   throw ConfigError(str("model.kind = ", c.model.kind, " with model.d_model = ", c.model.d_model,
                         ", moe.experts.hidden = ", c.moe.experts.hidden, ", moe.layers.e_min = ", c.moe.layers.e_min,

@@ -165,6 +165,11 @@ std::string megabytes(uintmax_t bytes) {
   return buf;
 }
 
+double physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), size = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && size > 0 ? static_cast<double>(pages) * static_cast<double>(size) : 0.0;
+}
+
 std::string seconds_since(std::chrono::steady_clock::time_point t0) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.1f s",

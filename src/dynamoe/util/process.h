@@ -63,6 +63,9 @@ std::string seconds_since(std::chrono::steady_clock::time_point t0);
 /// A TCP port on 127.0.0.1 that was free a moment ago (for a local rendezvous).
 int free_local_port();
 
+/// This machine's physical memory in bytes (0 when unknown).
+double physical_memory_bytes();
+
 /// The path of this program (/proc/self/exe), to start more of it.
 std::string self_executable();
 

@@ -1,7 +1,6 @@
 #include "dynamoe/models/hf/hf_checkpoint.h"
 
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +11,7 @@
 #include "dynamoe/io/safetensors.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/process.h"
 #include "dynamoe/util/json_text.h"
 
 namespace dynamoe::models::hf {
@@ -90,7 +90,7 @@ void check_sizes(const std::string& dir, const LlamaConfig& c, const WeightFiles
                Dh = static_cast<double>(c.head_dim > 0 ? c.head_dim : c.hidden_size / c.num_attention_heads);
   const double per_layer = 2 * D * H * Dh + 2 * D * Hkv * Dh + 3 * D * F;
   const double params = V * D * (c.tie_word_embeddings ? 1 : 2) + static_cast<double>(c.num_hidden_layers) * per_layer;
-  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGE_SIZE));
+  const double memory = physical_memory_bytes();
   DYNAMOE_CHECK(memory <= 0 || 4 * params <= memory, dir, "/config.json describes ", static_cast<int64_t>(params),
                 " parameters: ", static_cast<int64_t>(4 * params / 1e9), " GB in fp32, more than the ",
                 static_cast<int64_t>(memory / 1e9), " GB of memory here");
