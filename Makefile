@@ -6,7 +6,11 @@ DYNAMOE  := $(BUILD)/dynamoe
 DEMO_CFG ?= configs/demo.yaml
 DEMO_RUN ?= demo
 
-.PHONY: all deps build test demo bench clean
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_RUNS    ?= 1000000
+FUZZ_TARGETS ?= all
+
+.PHONY: all deps build test demo bench fuzz clean
 
 all: build
 
@@ -36,6 +40,13 @@ bench: build
 	$(DYNAMOE) data fetch fashion-mnist
 	@mkdir -p bench-out
 	bash -o pipefail -c 'OMP_WAIT_POLICY=PASSIVE $(DYNAMOE) bench $(BENCH_ARGS) | tee bench-out/bench.txt'
+
+## fuzz: build the parsers' libFuzzer targets (clang-14, ASan, UBSan) in $(FUZZ_BUILD), run each FUZZ_RUNS times
+fuzz:
+	@bash scripts/install-deps.sh --fuzz
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++-14 -DDYNAMOE_FUZZ=ON
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_targets
+	bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_RUNS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD)

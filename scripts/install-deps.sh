@@ -15,6 +15,10 @@ PACKAGES=(
   python3-torch python3-numpy   # independent oracle in tests, peer in benchmarks
   chromium              # renders report.html headless in the report test (screenshot, console errors)
 )
+# `make fuzz` (scripts/install-deps.sh --fuzz): clang with libFuzzer and the sanitizers' runtimes.
+if [ "${1:-}" = --fuzz ]; then
+  PACKAGES+=(clang-14 libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -102,7 +102,8 @@ void load_state_dict(torch::nn::Module& m, const std::string& path,
   }
   if (matched != f.tensors.size()) {
     auto sd = state_dict(m);
-    for (const auto& [name, _] : f.tensors) {
+    for (const auto& entry : f.tensors) {
+      const std::string& name = entry.first;
       bool known = std::any_of(sd.begin(), sd.end(), [&](const auto& kv) { return kv.first == name; });
       DYNAMOE_CHECK(known || (may_skip && may_skip(name)), path, ": unexpected tensor '", name,
                     "' (not in the model: wrong config?)");

@@ -224,9 +224,9 @@ bool plain_name(const std::string& s) {
 }
 
 bool matches(const CellMatch& m, const std::vector<std::pair<std::string, std::string>>& cell) {
-  for (const auto& [axis, label] : m) {
-    auto it = std::find_if(cell.begin(), cell.end(), [&](const auto& p) { return p.first == axis; });
-    if (it == cell.end() || it->second != label) return false;
+  for (const auto& want : m) {
+    auto it = std::find_if(cell.begin(), cell.end(), [&](const auto& p) { return p.first == want.first; });
+    if (it == cell.end() || it->second != want.second) return false;
   }
   return true;
 }
@@ -385,7 +385,8 @@ void parse_base(const YAML::Node& root, const std::string& file, const Context& 
   } else if (base.IsScalar()) {
     // Relative to the sweep file's folder; else to the working directory.
     fs::path p = base.Scalar();
-    if (p.is_relative() && !file.empty() && fs::exists(fs::path(file).parent_path() / p))
+    std::error_code ec;  // a path the system cannot look up (too long, say) is read as given: read_file names it
+    if (p.is_relative() && !file.empty() && fs::exists(fs::path(file).parent_path() / p, ec))
       p = fs::path(file).parent_path() / p;
     try {
       spec.base_yaml = read_file(p.string());

@@ -1,5 +1,6 @@
 #pragma once
 // dynamoe::Error and its kinds. The library throws; only the CLI decides exit codes.
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
@@ -7,10 +8,36 @@
 
 namespace dynamoe {
 
-/// A user-facing error: one line saying what is wrong and where.
+namespace detail {
+/// `msg` with its control characters written as escapes ("\\n", "\\t", "\\x01"): a message that
+/// quotes the user's input (a key, a value, a YAML parser's complaint) stays one line.
+inline std::string one_line(const std::string& msg) {
+  auto is_control = [](unsigned char c) { return c < 0x20 || c == 0x7f; };
+  if (std::none_of(msg.begin(), msg.end(), is_control)) return msg;
+  std::string out;
+  for (unsigned char c : msg) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (is_control(c)) {
+      const char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+}  // namespace detail
+
+/// A user-facing error: one line saying what is wrong and where (control characters quoted from
+/// the input are escaped).
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& msg) : std::runtime_error(msg) {}
+  explicit Error(const std::string& msg) : std::runtime_error(detail::one_line(msg)) {}
 };
 
 /// A bad configuration value or key (CLI exit code 2, nothing written).
