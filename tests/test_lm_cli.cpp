@@ -112,6 +112,14 @@ TEST(LMCli, TrainEvalGenerateAndResume) {
   EXPECT_GE(a.output.size(), std::string("the parser ").size() + 60);
   auto c = run_command(gen);
   EXPECT_NE(c.output.find("tokens/s (KV cache"), std::string::npos) << c.output;
+  // with stdout and stderr in one pipe, the stats line starts a line of its own
+  const size_t stats = c.output.find(" prompt + ");
+  ASSERT_NE(stats, std::string::npos) << c.output;
+  const size_t line_start = c.output.rfind('\n', stats);
+  ASSERT_NE(line_start, std::string::npos) << c.output;
+  const std::string count = c.output.substr(line_start + 1, stats - line_start - 1);
+  EXPECT_TRUE(!count.empty() && count.find_first_not_of("0123456789") == std::string::npos)
+      << "the stats line is glued to the text: " << c.output;
   // sampling is reproducible from the seed
   const std::string sample = testutil::cli() + " generate --checkpoint " + dir.file("runs/full") +
                              " --prompt 'a module' --temperature 0.9 --top-k 20 --top-p 0.9 --seed 3 --max-tokens 30";

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -69,6 +70,12 @@ TEST(Training, LearnsAndWritesARunFolder) {
   auto again = testutil::run_command(train_cmd(tmp / "data", tmp / "runs", "--name a --set train.steps=3"));
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.output.find("already exists"), std::string::npos) << again.output;
+  // A run shorter than its warm-up says so (and the run above, 76 steps for 10 of warm-up, does not).
+  EXPECT_EQ(r.output.find("warning:"), std::string::npos) << r.output;
+  auto short_run = testutil::run_command(train_cmd(tmp / "data", tmp / "runs", "--name short --set train.steps=5"));
+  ASSERT_EQ(short_run.exit_code, 0) << short_run.output;
+  EXPECT_NE(short_run.output.find("warning: train.warmup_steps = 10 is not below the run's 5 steps"), std::string::npos)
+      << short_run.output;
 }
 
 TEST(Training, PythonReadsARealCheckpoint) {
@@ -149,6 +156,16 @@ TEST(Training, ResumeAfterSigkillIsBitwiseIdentical) {
   int evals = 0;
   for (size_t p = 0; (p = jsonl.find("\"split\":\"test\"", p)) != std::string::npos; ++p) ++evals;
   EXPECT_EQ(evals, 3);  // steps 500, 1000, 1500
+  // ... and its clock goes on across the resume: elapsed_s never falls back.
+  double last_elapsed = -1;
+  std::istringstream rows(jsonl);
+  for (std::string line; std::getline(rows, line);) {
+    const auto row = nlohmann::json::parse(line);
+    if (!row.contains("elapsed_s")) continue;
+    const double e = row["elapsed_s"].get<double>();
+    EXPECT_GE(e, last_elapsed) << "elapsed_s restarts after the resume at " << line;
+    last_elapsed = e;
+  }
 }
 
 TEST(Checkpoint, ResolveAndStrictLoad) {

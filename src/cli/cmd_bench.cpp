@@ -94,7 +94,7 @@ int run(const ParsedArgs& a) {
 Command bench_command() {
   return {{"bench",
            "MoE layer and training speed, side by side with PyTorch peers (bench/peers.py, bench/train_peer.py)",
-           "dynamoe bench --sections all|main,fine,decode,dynamic,skew,bf16,e2e,ep [--rounds R] [--threads N] [--no-peers]",
+           "dynamoe bench --sections all|main,fine,decode,dynamic,skew,bf16,e2e,ep [--rounds R] [--threads N] [--no-peers] [options]",
            "Protocol (docs/bench.md): every implementation runs in each round, rounds are\n"
            "interleaved, each round also times a 1024^3 calibration GEMM, and the median over clean\n"
            "rounds (calibration within 0.85 of its best) is quoted with the min in (). Outputs and\n"

@@ -42,6 +42,7 @@ int run(const ParsedArgs& a) {
   };
   models::lm::GenerateResult r = models::lm::generate(*c.model, prompt, g, on_token);
   std::printf("\n");
+  std::fflush(stdout);  // the text's last line ends before the stats line, also when both go to one pipe
   std::fprintf(stderr, "%zu prompt + %zu new tokens in %.2f s: %.1f tokens/s (%s, %d threads, %s)\n", prompt.size(),
                r.tokens.size(), r.seconds, r.tokens_per_s, g.use_cache ? "KV cache" : "no cache", threads,
                c.dir.c_str());
@@ -54,7 +55,7 @@ Command generate_command() {
   return {{"generate",
            "sample text from a trained language model",
            "dynamoe generate --checkpoint PATH --prompt TEXT [--max-tokens N] [--temperature T]\n"
-           "       [--top-k K] [--top-p P] [--seed S] [--no-cache] [--no-stop] [--threads N]",
+           "       [--top-k K] [--top-p P] [--seed S] [--no-cache] [--no-stop] [--threads N] [--set KEY=VALUE]...",
            "Prints the prompt and its continuation as it is generated, then (on stderr) the number\n"
            "of tokens and tokens/s. --temperature 0 is greedy decoding. Generation stops at the\n"
            "end-of-text token (unless --no-stop) or after N new tokens; when the text fills the\n"

@@ -50,7 +50,8 @@ int run(const ParsedArgs& a) {
 Command gradnoise_command() {
   return {{"gradnoise",
            "per-layer gradient noise of a checkpoint: tr(Var) of M mini-batch gradients and its ratio to |mean|^2",
-           "dynamoe gradnoise --checkpoint PATH [--batches M] [--batch-size B] [--seed S] [--out FILE.json]",
+           "dynamoe gradnoise --checkpoint PATH [--batches M] [--batch-size B] [--seed S] [--out FILE.json]\n"
+           "       [--set KEY=VALUE]...",
            "Gradients of the training loss (task + auxiliary losses, training mode) at the checkpoint's\n"
            "parameters on M random training mini-batches. A layer is a parameter-name prefix up to its\n"
            "first index (stack.moe.2, layers.0) or its first component (head). During training, set\n"

@@ -28,7 +28,8 @@ int run(const ParsedArgs& a) {
 Command report_command() {
   return {{"report",
            "write report.html (charts, tables, image gallery) and SVG figures for a sweep folder",
-           "dynamoe report DIR [--out FILE] [--no-gallery] [--no-figures] [--library-dir DIR]",
+           "dynamoe report DIR [--out FILE] [--no-gallery] [--no-figures] [--gallery-images N] [--library-dir DIR]\n"
+           "       [--threads N]",
            "DIR is a sweep folder (with sweep.json) or any folder of run folders. report.html opens without\n"
            "a network: Vega, Vega-Lite and vega-embed (fetched once with npm into --library-dir) and the\n"
            "images are inside it. It shows the results table (mean +- std over seeds, parameters, active\n"

@@ -60,7 +60,7 @@ Command sweep_command() {
            {{"jobs", "N", "runs at a time (default 1); each gets cores / N threads unless train.threads is set"},
             {"runs-dir", "DIR", "parent of the sweep folder (default: the base config's train.runs_dir)"},
             {"set", "KEY=VALUE", "override a key in every run (before the grids' and axes' values)", true},
-            {"only", "TEXT", "run only the runs whose name contains TEXT (repeatable)", true},
+            {"only", "TEXT", "run only the runs whose name contains TEXT", true},
             {"dry-run", "", "list the runs, their state (done / resume / start) and parameter counts; run nothing"},
             {"no-report", "", "do not write report.html at the end"}},
            1},

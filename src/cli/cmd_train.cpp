@@ -53,8 +53,8 @@ int run(const ParsedArgs& a) {
 Command train_command() {
   return {{"train",
            "train a model from a YAML config (or resume a run)",
-           "dynamoe train --config FILE [--set KEY=VALUE]... [--name NAME] [--overwrite]\n"
-           "       dynamoe train --resume RUN [--set KEY=VALUE]...",
+           "dynamoe train --config FILE [--set KEY=VALUE]... [--name NAME] [--overwrite] [--plain]\n"
+           "       dynamoe train --resume RUN [--set KEY=VALUE]... [--plain]",
            "The run folder runs/<name>/ receives config.yaml (resolved), metrics.csv, metrics.jsonl,\n"
            "checkpoints/step_<N>/ and summary.json. Ctrl-C or SIGTERM stops the run after the current\n"
            "step with a checkpoint (a second Ctrl-C stops it at once); a stopped or killed run\n"

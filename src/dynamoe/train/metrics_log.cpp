@@ -1,5 +1,6 @@
 #include "dynamoe/train/metrics_log.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -64,6 +65,15 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t resume_step) {
     trim_file(csv_path, resume_step, true, [](const std::string& l) { return std::stoll(l.substr(0, l.find(','))); });
     trim_file(jsonl_path, resume_step, false,
               [](const std::string& l) { return nlohmann::json::parse(l).at("step").get<int64_t>(); });
+    // The clock of the resumed run goes on from the last row kept.
+    if (fs::exists(jsonl_path)) {
+      std::istringstream in(read_file(jsonl_path));
+      for (std::string line; std::getline(in, line);) {
+        const nlohmann::json row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (row.is_object() && row.contains("elapsed_s") && row["elapsed_s"].is_number())
+          elapsed_before_ = std::max(elapsed_before_, row["elapsed_s"].get<double>());
+      }
+    }
   }
   csv_path_ = csv_path;
   jsonl_path_ = jsonl_path;

@@ -23,11 +23,15 @@ class MetricsLog {
   /// Appends a row; it must hold "step" and "split". A failed write (a full disk) throws,
   /// naming the file.
   void write(const nlohmann::json& row);
+  /// The training time the run had logged before it was resumed (the largest elapsed_s among the
+  /// rows kept; 0 for a new run): a resumed run's clock goes on from there.
+  double elapsed_before() const { return elapsed_before_; }
 
  private:
   std::FILE* csv_ = nullptr;
   std::FILE* jsonl_ = nullptr;
   std::string csv_path_, jsonl_path_;
+  double elapsed_before_ = 0;
 };
 
 }  // namespace dynamoe::train

@@ -137,6 +137,9 @@ class Loop {
     run_.total_steps = tc_.steps > 0 ? tc_.steps : tc_.epochs * per_epoch_;
     eval_every_ = tc_.eval_every > 0 ? tc_.eval_every : task_.default_eval_every(run_.total_steps);
     ckpt_every_ = tc_.checkpoint_every > 0 ? tc_.checkpoint_every : eval_every_;
+    if (tc_.warmup_steps >= run_.total_steps && !run_.resuming)
+      out_ << "warning: train.warmup_steps = " << tc_.warmup_steps << " is not below the run's " << run_.total_steps
+           << " steps: the learning rate rises for the whole run and never reaches train.lr = " << tc_.lr << "\n";
     config_yaml_ = config::Config(cfg).to_yaml();
     if (group_) join_data_parallel();
     if (experts_group_) split_expert_parameters();
@@ -381,7 +384,7 @@ class Loop {
                 {"lr", last_lr_},
                 {"grad_norm", w.grad_norm / w.steps},
                 {task_.unit() + "_per_s", rate},
-                {"elapsed_s", seconds_since(t_start_)}};
+                {"elapsed_s", elapsed()}};
     if (w.has_aux) row["aux_loss"] = w.aux / w.steps;
     if (!w.moe.empty()) {
       row["active_experts"] = mean_active(w.moe);
@@ -397,7 +400,7 @@ class Loop {
     if (!write) return;
     json row = {{"step", state_.step}, {"epoch", epoch()}};
     row.update(ev.row);
-    row["elapsed_s"] = seconds_since(t_start_);
+    row["elapsed_s"] = elapsed();
     metrics_->write(row);
     progress_->message(str("eval  step ", state_.step, "  ", ev.line));
   }
@@ -428,6 +431,9 @@ class Loop {
     write_file_atomic((fs::path(run_.run_dir) / "summary.json").string(), summary.dump(2) + "\n");
     return result;
   }
+
+  /// Seconds of training of the whole run: this process's plus what the run had logged before a resume.
+  double elapsed() const { return metrics_->elapsed_before() + seconds_since(t_start_); }
 
   double epoch() const { return static_cast<double>(state_.step) / static_cast<double>(per_epoch_); }
 
