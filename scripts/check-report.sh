@@ -24,11 +24,19 @@ flags=(--headless --no-sandbox --disable-gpu --hide-scrollbars "--user-data-dir=
 
 dom=$(chromium "${flags[@]}" --dump-dom "file://$page" 2>/dev/null)
 status=$(printf '%s' "$dom" | sed -n 's/.*id="report-status">\([^<]*\)<.*/\1/p' | head -1)
-charts=$(printf '%s' "$dom" | grep -o 'class="marks"' | wc -l)
-thumbs=$(printf '%s' "$dom" | grep -o 'figure class="thumb"' | wc -l)
+# (grep finds nothing in a page without charts or gallery: a count of 0, not a failure)
+charts=$(printf '%s' "$dom" | { grep -o 'class="marks"' || true; } | wc -l)
+thumbs=$(printf '%s' "$dom" | { grep -o 'figure class="thumb"' || true; } | wc -l)
 
 chromium "${flags[@]}" --window-size=1280,4000 "--screenshot=$shot" "file://$page" >/dev/null 2>&1
 [ -s "$shot" ] || { echo "check-report: chromium wrote no screenshot to $shot" >&2; exit 1; }
 
 echo "check-report: $page: status '${status:-none}', $charts charts drawn, $thumbs gallery images; screenshot $shot ($(stat -c %s "$shot") bytes)"
-[ "$status" = "ok errors=0 warnings=0" ] || exit 1
+if [ "$status" != "ok errors=0 warnings=0" ]; then
+  if [ -z "$status" ]; then
+    echo "check-report: FAILED: the page recorded no status (its script did not finish: not a dynamoe report, or it stopped early)" >&2
+  else
+    echo "check-report: FAILED: the page reports '$status'" >&2
+  fi
+  exit 1
+fi

@@ -147,6 +147,25 @@ TEST_F(ReportOfTinySweep, HasEverySectionAndNeedsNoNetwork) {
   EXPECT_EQ(report_->output.find("warning"), std::string::npos) << report_->output;
 }
 
+// A single run folder (it has a config.yaml) is a report of one run, written into it.
+TEST_F(ReportOfTinySweep, ASingleRunFolderIsAReportOfOneRun) {
+  std::string run;
+  for (const auto& e : fs::directory_iterator(dir()))
+    if (fs::exists(e.path() / "config.yaml")) run = e.path().string();
+  ASSERT_FALSE(run.empty());
+  auto r = testutil::run_command(testutil::cli() + " report " + run + "/ --no-gallery --no-figures --library-dir " +
+                                 testutil::source_dir() + "/data/vega");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(fs::exists(run + "/report.html")) << r.output;
+  const std::string h = read_file(run + "/report.html");
+  const std::string open = "<script type=\"application/json\" id=\"report-data\">";
+  const size_t a = h.find(open), b = h.find("</script>", a);
+  ASSERT_NE(a, std::string::npos);
+  const nlohmann::json R = nlohmann::json::parse(h.substr(a + open.size(), b - a - open.size()));
+  EXPECT_EQ(R["counts"]["runs"], 1);
+  EXPECT_EQ(R["table"].size(), 1u);
+}
+
 TEST_F(ReportOfTinySweep, DataHoldsTheTableCurvesLayersNoiseAndGallery) {
   ASSERT_EQ(report_->exit_code, 0) << report_->output;
   const nlohmann::json R = data();
@@ -284,3 +303,18 @@ TEST(ReportOfLanguageModels, LeadsWithValPerplexityAndMarksTheLowestBest) {
 }
 
 }  // namespace
+
+// scripts/check-report.sh passes a page whose status is clean even with no chart or gallery
+// image (it used to exit 1 silently), and says why it fails a page without a status.
+TEST(CheckReportScript, CountsNothingAsZeroAndExplainsAFailure) {
+  testutil::TempDir tmp;
+  const std::string script = "bash " + testutil::source_dir() + "/scripts/check-report.sh ";
+  write_file_atomic(tmp / "clean.html", "<html><body><p id=\"report-status\">ok errors=0 warnings=0</p></body></html>");
+  auto r = testutil::run_command(script + (tmp / "clean.html") + " " + (tmp / "clean.png"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("0 charts drawn, 0 gallery images"), std::string::npos) << r.output;
+  write_file_atomic(tmp / "other.html", "<html><body><p>not a report</p></body></html>");
+  r = testutil::run_command(script + (tmp / "other.html") + " " + (tmp / "other.png"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("FAILED: the page recorded no status"), std::string::npos) << r.output;
+}

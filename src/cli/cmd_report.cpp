@@ -30,8 +30,8 @@ Command report_command() {
            "write report.html (charts, tables, image gallery) and SVG figures for a sweep folder",
            "dynamoe report DIR [--out FILE] [--no-gallery] [--no-figures] [--gallery-images N] [--library-dir DIR]\n"
            "       [--threads N]",
-           "DIR is a sweep folder (with sweep.json) or any folder of run folders. report.html opens without\n"
-           "a network: Vega, Vega-Lite and vega-embed (fetched once with npm into --library-dir) and the\n"
+           "DIR is a sweep folder (with sweep.json), any folder of run folders, or one run folder.\n"
+           "report.html opens without a network: Vega, Vega-Lite and vega-embed (fetched once with npm into --library-dir) and the\n"
            "images are inside it. It shows the results table (mean +- std over seeds, parameters, active\n"
            "parameters, FLOPs per example, active experts), accuracy, training curves, experts per layer\n"
            "against active experts per token, expert-load heatmaps, gradient noise, and the test images\n"

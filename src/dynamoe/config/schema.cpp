@@ -226,14 +226,19 @@ void Schema::unknown_key(const std::string& key_in, const std::string& where) co
                           "): it takes a mapping of them, not a value"));
   std::string best;
   size_t best_d = 4;
-  for (const auto& f : fields_) {
-    size_t d = edit_distance(key, f.key);
-    if (d < best_d) best_d = d, best = f.key;
-  }
-  for (const auto& [old_key, new_key] : renamed_) {  // a typo of a moved key: suggest where it went
-    size_t d = edit_distance(key, old_key);
-    if (d < best_d) best_d = d, best = new_key;
-  }
+  // The distance is at least the difference in length: most keys need no table at all.
+  auto closer = [&](const std::string& candidate) {
+    const size_t gap = key.size() > candidate.size() ? key.size() - candidate.size() : candidate.size() - key.size();
+    if (gap >= best_d) return false;
+    const size_t d = edit_distance(key, candidate);
+    if (d >= best_d) return false;
+    best_d = d;
+    return true;
+  };
+  for (const auto& f : fields_)
+    if (closer(f.key)) best = f.key;
+  for (const auto& [old_key, new_key] : renamed_)  // a typo of a moved key: suggest where it went
+    if (closer(old_key)) best = new_key;
   std::string hint;
   for (const auto& [prefix, text] : hints_)
     if (key.rfind(prefix, 0) == 0) hint = "; " + text;

@@ -150,11 +150,18 @@ SweepData load_sweep_data(const std::string& dir) {
       s.runs.push_back(std::move(r));
     }
   } else {
-    // A plain folder of runs: one axis "run".
+    // A plain folder of runs, or a single run folder: one axis "run".
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(dir, ec))
-      if (e.is_directory() && fs::exists(e.path() / "config.yaml")) names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
+    const bool single = fs::exists(fs::path(dir) / "config.yaml", ec);
+    fs::path single_dir = fs::path(dir).lexically_normal();
+    if (single_dir.filename().empty()) single_dir = single_dir.parent_path();  // "runs/a/" -> "runs/a"
+    if (single) {
+      names.push_back(single_dir.filename().string());
+    } else {
+      for (const auto& e : fs::directory_iterator(dir, ec))
+        if (e.is_directory() && fs::exists(e.path() / "config.yaml")) names.push_back(e.path().filename().string());
+      std::sort(names.begin(), names.end());
+    }
     s.axis_order = {"run"};
     s.labels = {{"run", names}};
     s.grid_order = {""};
@@ -163,7 +170,7 @@ SweepData load_sweep_data(const std::string& dir) {
     for (const auto& n : names) {
       RunData r;
       r.name = n;
-      r.dir = (fs::path(dir) / n).string();
+      r.dir = single ? single_dir.string() : (fs::path(dir) / n).string();
       r.axes = {{"run", n}};
       read_run(r);
       s.runs.push_back(std::move(r));
