@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <unistd.h>
@@ -168,6 +169,23 @@ Impl peer_impl(const std::string& name, const std::string& impl, const std::stri
   return im;
 }
 
+/// The vector extensions the CPU reports (/proc/cpuinfo flags) that matter to GEMMs and bf16.
+std::string cpu_capabilities() {
+  std::ifstream cpu("/proc/cpuinfo");
+  std::set<std::string> flags;
+  for (std::string line; std::getline(cpu, line);)
+    if (line.rfind("flags", 0) == 0) {
+      std::istringstream words(line.substr(line.find(':') + 1));
+      for (std::string w; words >> w;) flags.insert(w);
+      break;
+    }
+  std::string out;
+  for (const char* f : {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile",
+                        "amx_bf16", "amx_int8"})
+    if (flags.count(f)) out += (out.empty() ? "" : " ") + std::string(f);
+  return out.empty() ? "none of avx2/avx512/amx" : out;
+}
+
 double time_call(const std::function<void()>& f) {
   const auto t0 = std::chrono::steady_clock::now();
   f();
@@ -204,6 +222,16 @@ struct Samples {
   double min(const std::string& key) const {
     auto it = t.find(key);
     return it == t.end() || it->second.empty() ? NAN : *std::min_element(it->second.begin(), it->second.end());
+  }
+  /// Per clean round, the time of `a` over the time of `b` in that same round: paired ratios,
+  /// whose spread says how far a ratio can be trusted (both sides see the same machine state).
+  std::vector<double> ratios(const std::string& a, const std::string& b) const {
+    auto ia = t.find(a), ib = t.find(b);
+    std::vector<double> v;
+    if (ia == t.end() || ib == t.end()) return v;
+    for (size_t i : clean())
+      if (i < ia->second.size() && i < ib->second.size()) v.push_back(ia->second[i] / ib->second[i]);
+    return v;
   }
   double calib_gflops() const {
     std::vector<double> v;
@@ -256,8 +284,11 @@ class Bench {
     if (py_)
       out_ << "peer: PyTorch " << hello_.value("torch", "?") << " (" << o_.python << "), threads "
            << hello_.value("threads", 0) << ", CPU capability " << hello_.value("capability_used", "?") << "\n";
+    out_ << "capabilities: " << cpu_capabilities() << "\n";
     out_ << "protocol: " << o_.warmup << " warm-up + " << o_.rounds
-         << " interleaved rounds; median over clean rounds (calibration GEMM >= 0.85 of its best), min in ()\n"
+         << " interleaved rounds (order reversed every other round); median over clean rounds (calibration\n"
+         << "  GEMM >= 0.85 of its best), min in (); spread = 25th-75th percentile of the per-round ratio to the\n"
+         << "  HF loop (each round's two times measured moments apart)\n"
          << "columns: /dense* = time over the faster dense SwiGLU of equal active FLOPs (LibTorch or PyTorch);\n"
          << "  GEMM eff = active expert FLOP/s over the calibration GEMM's; non-GEMM = 1 - GEMM eff, the share\n"
          << "  of time not explained by GEMMs at calibration speed\n";
@@ -270,11 +301,15 @@ class Bench {
     Samples s;
     for (int r = -warmup; r < rounds; ++r) {
       const double c = calib_seconds(calib_dtype);
-      for (const auto& im : impls)
+      // Odd rounds run the implementations in reverse order: none always follows the same one
+      // (whose caches, page faults or frequency it would inherit).
+      for (size_t n = 0; n < impls.size(); ++n) {
+        const Impl& im = impls[(r & 1) ? impls.size() - 1 - n : n];
         for (const auto& mode : modes) {
           const double t = run(im, p, mode, reps_per_round);
           if (r >= 0) s.t[im.name + "/" + mode].push_back(t);
         }
+      }
       if (r >= 0) s.calib.push_back(c);
     }
     return s;
@@ -371,8 +406,8 @@ void print_table(Bench& b, const Problem& p, const Samples& s, const std::vector
   out << "  " << (mode == "fwd" ? "forward" : "forward+backward") << ": calibration GEMM " << fmt("%.0f", calib)
       << " GFLOP/s, clean rounds " << s.clean().size() << "/" << s.calib.size() << "\n";
   char row[256];
-  std::snprintf(row, sizeof row, "  %-26s %16s %9s %9s %11s %9s %9s\n", "implementation", "ms (min)", "/dense*",
-                "/HF loop", "tokens/s", "GEMM eff", "non-GEMM");
+  std::snprintf(row, sizeof row, "  %-26s %16s %9s %9s %11s %11s %9s %9s\n", "implementation", "ms (min)", "/dense*",
+                "/HF loop", "spread", "tokens/s", "GEMM eff", "non-GEMM");
   out << row;
   for (const auto& im : impls) {
     const std::string key = im.name + "/" + mode;
@@ -381,12 +416,24 @@ void print_table(Bench& b, const Problem& p, const Samples& s, const std::vector
     const double dense = std::fmin(s.med(dense_key + "/" + mode), s.med(peer_dense_key + "/" + mode));
     const double hf = s.med(hf_key + "/" + mode);
     const double eff = flops / t / 1e9 / calib;
-    std::snprintf(row, sizeof row, "  %-26s %8.1f (%5.1f) %9s %9s %11.0f %8.0f%% %8.0f%%\n", im.name.c_str(),
+    const std::vector<double> r = s.ratios(key, hf_key + "/" + mode);
+    const std::string spread = r.empty() || key == hf_key + "/" + mode
+                                   ? "-"
+                                   : fmt("%.2f", quantile(r, 0.25)) + "-" + fmt("%.2f", quantile(r, 0.75));
+    std::snprintf(row, sizeof row, "  %-26s %8.1f (%5.1f) %9s %9s %11s %11.0f %8.0f%% %8.0f%%\n", im.name.c_str(),
                   t * 1e3, tmin * 1e3, std::isnan(dense) ? "-" : fmt("%.2f", t / dense).c_str(),
-                  std::isnan(hf) ? "-" : fmt("%.2f", t / hf).c_str(), double(p.T) / t, 100 * eff,
+                  std::isnan(hf) ? "-" : fmt("%.2f", t / hf).c_str(), spread.c_str(), double(p.T) / t, 100 * eff,
                   100 * std::max(0.0, 1 - eff));
     out << row;
   }
+  // The in-process question: the same dense SwiGLU through LibTorch here and through PyTorch in
+  // the peer process, paired round by round.
+  const std::vector<double> dd = s.ratios(dense_key + "/" + mode, peer_dense_key + "/" + mode);
+  if (!dd.empty() && dense_key == "dynamoe dense" && peer_dense_key == "pytorch dense")
+    out << "  " << dense_key << " / " << peer_dense_key << ": " << fmt("%.3f", median(dd)) << " (per-round 25th-75th "
+        << fmt("%.3f", quantile(dd, 0.25)) << "-" << fmt("%.3f", quantile(dd, 0.75)) << ", min "
+        << fmt("%.3f", *std::min_element(dd.begin(), dd.end())) << ", max "
+        << fmt("%.3f", *std::max_element(dd.begin(), dd.end())) << ", " << dd.size() << " rounds)\n";
 }
 
 /// The comparison set; `all_peers` adds PyTorch's sort/gather and padded-bmm variants (several
