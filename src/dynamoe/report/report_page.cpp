@@ -78,7 +78,7 @@ function dmCharts(R, sel) {
         sd(v) ? [{mark: {type: 'errorband', extent: 'stdev', opacity: 0.18},
                   encoding: {x: {field: 'step', type: 'quantitative'},
                              y: {field: 'value', type: 'quantitative', scale: {zero: false}, title: metric},
-                             color: C}}] : [],
+                             color: Object.assign({}, C, {legend: null})}}] : [],  // the legend shows the lines' colours
         [{mark: {type: 'line', strokeWidth: 1.8},
           encoding: {x: {field: 'step', type: 'quantitative', title: 'step'},
                      y: {aggregate: 'mean', field: 'value', type: 'quantitative', scale: {zero: false}, title: metric,
@@ -103,7 +103,8 @@ function dmCharts(R, sel) {
          lay, v => wrap(v, {width: W, height: 200, mark: {type: 'line', point: true, strokeWidth: 1.8},
       encoding: {x: {field: 'layer', type: 'ordinal', title: 'MoE layer', axis: {labelAngle: 0}},
                  y: {aggregate: 'mean', field: 'value', type: 'quantitative', title: 'experts'},
-                 color: C,
+                 // the legend lists only the configurations drawn here (a dense baseline has no MoE layer)
+                 color: Object.assign({}, C, {legend: {values: R.colors.filter(c => v.some(r => r.color === c))}}),
                  strokeDash: {field: 'measure', type: 'nominal', title: null,
                               scale: {domain: ['experts (schedule)', 'active per token'], range: [[5, 3], [1, 0]]}},
                  shape: {field: 'measure', type: 'nominal', title: null,
