@@ -104,6 +104,13 @@ TEST(Training, PythonReadsARealCheckpoint) {
   EXPECT_EQ(py.exit_code, 0) << py.output;
   EXPECT_NE(py.output.find(std::to_string(f.names.size()) + " tensors equal"), std::string::npos) << py.output;
   EXPECT_EQ(f.names.size(), 6u);  // layers.0.{weight,bias}, head.{weight,bias}, input_mean, input_std
+  // examples/read_checkpoint.py, the reader the README offers users, finds the run's newest checkpoint.
+  auto user = testutil::run_command("/usr/bin/python3 " + testutil::source_dir() + "/examples/read_checkpoint.py " +
+                                    (tmp / "runs/p") + " --values head.bias");
+  ASSERT_EQ(user.exit_code, 0) << user.output;
+  EXPECT_NE(user.output.find("6 tensors"), std::string::npos) << user.output;
+  EXPECT_NE(user.output.find("layers.0.weight"), std::string::npos) << user.output;
+  EXPECT_NE(user.output.find("tensor(["), std::string::npos) << user.output;
 }
 
 // A run killed with SIGKILL mid-way and resumed ends with weights bitwise identical to an
