@@ -474,15 +474,40 @@ int section_shapes(Bench& b, const std::string& title, const std::vector<Problem
   return failed;
 }
 
+/// Experts the problem's top-k routing sends at least one token to.
+int64_t experts_touched(const Problem& p) {
+  const at::Tensor picked = std::get<1>(at::topk(p.x.mm(p.wg.t()), p.k, /*dim=*/1));
+  return std::get<0>(at::_unique(picked.flatten())).numel();
+}
+
+/// Read bandwidth (bytes/s) of summing a buffer of `bytes` fp32 values, the best of `reps`
+/// passes after one untimed pass (the buffer is in memory, not in the page tables' future).
+double read_bandwidth(int64_t bytes, int reps = 15) {
+  const at::Tensor buf = torch::rand({std::max<int64_t>(1, bytes / 4)});
+  (void)buf.sum().item<float>();
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) best = std::min(best, time_call([&] { (void)buf.sum().item<float>(); }));
+  return double(buf.numel()) * 4.0 / best;
+}
+
 int section_decode(Bench& b) {
-  b.out() << "\n[decode] D=512 F=1024 E=8 k=2, fp32 forward, whole layer incl. routing; microseconds per layer\n";
+  b.out() << "\n[decode] D=512 F=1024 E=8 k=2, fp32 forward, whole layer incl. routing; microseconds per layer\n"
+          << "  bound: the active experts' weights (3 x D x F fp32 each) over the read bandwidth measured on a\n"
+          << "  buffer of that size in this run; a decode step cannot beat streaming them from memory once\n";
   char row[160];
-  std::snprintf(row, sizeof row, "  %-26s %10s %10s\n", "implementation", "T=1", "T=32");
+  std::snprintf(row, sizeof row, "  %-26s %14s %14s\n", "implementation", "T=1", "T=32");
   b.out() << row;
   std::map<std::string, std::map<int64_t, std::pair<double, double>>> us;
+  std::map<int64_t, std::string> bound_text;
+  std::map<int64_t, double> bound_us;
   std::vector<std::string> names;
   for (int64_t T : {1, 32}) {
     Problem p = make_problem("decode" + std::to_string(T), T, 512, 1024, 8, 2);
+    const int64_t touched = experts_touched(p), bytes = touched * 3 * p.D * p.F * 4;
+    const double bw = read_bandwidth(bytes);
+    bound_us[T] = double(bytes) / bw * 1e6;
+    bound_text[T] = fmt("%.0f", bound_us[T]) + " us: " + std::to_string(touched) + " experts, " +
+                    fmt("%.1f", double(bytes) / 1e6) + " MB at " + fmt("%.1f", bw / 1e9) + " GB/s";
     std::vector<Impl> impls = {dynamoe_impl("dynamoe grouped", p, make_layer(p, "top_k", "grouped", "fp32")),
                                dynamoe_impl("dynamoe loop", p, make_layer(p, "top_k", "loop", "fp32"))};
     if (b.has_peers()) impls.push_back(peer_impl("pytorch HF loop", "hf_loop", "float32"));
@@ -494,11 +519,17 @@ int section_decode(Bench& b) {
     }
   }
   for (const auto& n : names) {
-    std::snprintf(row, sizeof row, "  %-26s %10s %10s\n", n.c_str(),
+    std::snprintf(row, sizeof row, "  %-26s %14s %14s\n", n.c_str(),
                   (fmt("%.0f", us[n][1].first) + " (" + fmt("%.0f", us[n][1].second) + ")").c_str(),
                   (fmt("%.0f", us[n][32].first) + " (" + fmt("%.0f", us[n][32].second) + ")").c_str());
     b.out() << row;
   }
+  for (const auto& n : names) {
+    std::snprintf(row, sizeof row, "  %-26s %14s %14s\n", (n + " / bound").c_str(),
+                  fmt("%.2f", us[n][1].first / bound_us[1]).c_str(), fmt("%.2f", us[n][32].first / bound_us[32]).c_str());
+    b.out() << row;
+  }
+  b.out() << "  bound T=1: " << bound_text[1] << "\n  bound T=32: " << bound_text[32] << "\n";
   return 0;
 }
 
