@@ -18,6 +18,7 @@
 #include "dynamoe/data/idx.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
+#include "dynamoe/util/gzip.h"
 #include "test_util.h"
 
 namespace {
@@ -334,4 +335,29 @@ TEST(DataIdx, LabelsAboveTheClassesAreErrors) {
   cfg.dataset = "fashion-mnist";
   expect_error([&] { dynamoe::data::load_data(cfg); },
                {dir.file("d/train-labels-idx1-ubyte"), "label 200 of example 39 is not a class of fashion-mnist (0..9)"});
+}
+
+// The size in a gzip file's trailer is only a hint: a 207-byte file (found by the idx fuzzer)
+// whose trailer says ~1 GiB used to reserve ~1 GiB before inflating a few hundred bytes.
+TEST(DataIdx, GzipTrailerSizeIsNotTrustedForMemory) {
+  const std::string bad = dynamoe::read_file(dynamoe::testutil::source_dir() +
+                                             "/fuzz/corpus/idx/regression-gzip-size-hint-1GiB.idx");
+  ASSERT_LT(bad.size(), 1000u);
+  EXPECT_LT(dynamoe::gunzip_size_hint(bad, size_t{1} << 31), size_t{2} << 20);
+  // An honest trailer is still used in full.
+  std::string plain;
+  for (int i = 0; plain.size() < (3u << 20); ++i) plain += "line " + std::to_string(i * 7919 % 100003) + "\n";
+  uLongf n = compressBound(plain.size()) + 64;
+  std::vector<Bytef> z(n);
+  z_stream zs{};
+  ASSERT_EQ(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(plain.data()));
+  zs.avail_in = static_cast<uInt>(plain.size());
+  zs.next_out = z.data();
+  zs.avail_out = static_cast<uInt>(z.size());
+  ASSERT_EQ(deflate(&zs, Z_FINISH), Z_STREAM_END);
+  const std::string gz(reinterpret_cast<const char*>(z.data()), zs.total_out);
+  deflateEnd(&zs);
+  EXPECT_EQ(dynamoe::gunzip_size_hint(gz, size_t{1} << 31), plain.size());
+  EXPECT_EQ(dynamoe::gunzip(gz, "honest"), plain);
 }

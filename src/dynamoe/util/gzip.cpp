@@ -15,14 +15,19 @@ bool is_gzip(std::string_view bytes) {
          static_cast<uint8_t>(bytes[1]) == 0x8b;
 }
 
+size_t gunzip_size_hint(std::string_view in, size_t limit) {
+  // The last 4 bytes hold the uncompressed size mod 2^32 of the last member: a size hint, but
+  // one the file may lie about, so never more than the input could inflate to (deflate expands
+  // at most ~1032:1).
+  if (in.size() < 18) return 0;
+  uint32_t isize = 0;
+  for (int i = 3; i >= 0; --i) isize = (isize << 8) | static_cast<uint8_t>(in[in.size() - 4 + i]);
+  return std::min<size_t>({isize, in.size() * 1032 + (1u << 16), limit});
+}
+
 std::string gunzip(std::string_view in, const std::string& what, size_t limit) {
   std::string out;
-  // The last 4 bytes hold the uncompressed size mod 2^32 of the last member: a size hint.
-  if (in.size() >= 18) {
-    uint32_t isize = 0;
-    for (int i = 3; i >= 0; --i) isize = (isize << 8) | static_cast<uint8_t>(in[in.size() - 4 + i]);
-    out.reserve(std::min<size_t>({isize, size_t{1} << 30, limit}));
-  }
+  out.reserve(gunzip_size_hint(in, limit));
   z_stream zs;
   std::memset(&zs, 0, sizeof(zs));
   DYNAMOE_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, what, ": cannot initialise zlib");

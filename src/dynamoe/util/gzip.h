@@ -20,4 +20,8 @@ bool is_gzip(std::string_view bytes);
 /// never inflate a decompression bomb.
 std::string gunzip(std::string_view in, const std::string& what, size_t limit = static_cast<size_t>(-1));
 
+/// The bytes gunzip reserves up front: the size the gzip trailer states, but at most `limit` and
+/// at most what `in` could inflate to (a lying trailer costs no memory).
+size_t gunzip_size_hint(std::string_view in, size_t limit);
+
 }  // namespace dynamoe
