@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <cstdio>
 #include <fstream>
@@ -203,6 +205,46 @@ TEST(Distributed, DataParallelTrainingEqualsOneProcess) {
       return loss;
     };
     EXPECT_NEAR(last_loss(tmp / ("runs/" + name)), last_loss(tmp / "runs/one"), 1e-4);
+  }
+}
+
+// The dynamic-k controllers (docs/methods.md section 9) see the whole batch: with 2 processes
+// the router states (tbar, P and I, lambda: buffers in the checkpoint) and the weights end where
+// one process ends.
+TEST(Distributed, DataParallelControllersEqualOneProcess) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "data", 600, 100, 28);
+  const std::pair<const char*, const char*> routers[] = {
+      {"dynamoe_batch", "--set moe.router.kind=dynamoe --set moe.router.scope=batch --set moe.router.momentum=0.2"},
+      {"dtop_p", "--set moe.router.kind=dtop_p --set moe.router.target_k=1.5"},
+      {"relu", "--set moe.router.kind=relu --set moe.router.balance=true --set moe.router.lambda0=0.001"}};
+  for (const auto& [name, sets] : routers) {
+    const std::string one = std::string(name) + "-one", two = std::string(name) + "-dp2";
+    auto r = testutil::run_command(testutil::cli() + demo_args(tmp, one, std::string("--set train.steps=30 ") + sets));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = testutil::run_command(launch(2) + demo_args(tmp, two, std::string("--set train.steps=30 ") + sets));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const io::SafetensorsFile a = testutil::final_weights(tmp / ("runs/" + one)),
+                              b = testutil::final_weights(tmp / ("runs/" + two));
+    int states = 0, moved = 0;
+    for (const auto& [tensor, t] : a.tensors) {
+      if (tensor.find(".router.") == std::string::npos) continue;
+      ++states;
+      // Initial values: P 0.5, I 0, lambda 0.001, tbar 1/E for the demo's E in {8, 6, 4, 2}.
+      const double v = t.item<double>();
+      bool initial = false;
+      for (double init : {0.5, 0.0, 0.001, 0.125, 1.0 / 6, 0.25})
+        initial = initial || std::abs(v - init) < 1e-7;
+      moved += !initial;
+      EXPECT_NEAR(t.item<double>(), b.at(tensor).item<double>(), 1e-6 * std::max(1.0, std::abs(t.item<double>())))
+          << name << " " << tensor;
+    }
+    EXPECT_GE(states, 4) << name << ": a controller state per MoE layer in the checkpoint";
+    EXPECT_GE(moved, 1) << name << ": 30 steps moved no controller";
+    std::string worst;
+    const double d = testutil::max_relative_difference(a, b, &worst);
+    std::cout << "[ dp ] " << name << ", 2 processes: largest relative weight difference " << d << " (" << worst << ")\n";
+    EXPECT_LT(d, 1e-5) << name << " " << worst;
   }
 }
 

@@ -197,7 +197,7 @@ TEST(MoELayer, BiasBalancingMovesTowardsBalance) {
   layer->train();
   at::Tensor x = torch::randn({64, 6});
   MoELayerOutput out = layer->forward(x);
-  layer->update_bias();
+  layer->after_step();
   at::Tensor b = layer->named_buffers()["expert_bias"];
   at::Tensor load = out.routing.mask.sum(0).to(torch::kFloat);
   for (int64_t e = 0; e < 4; ++e) {

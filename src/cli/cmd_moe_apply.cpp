@@ -71,6 +71,11 @@ int run(const ParsedArgs& a) {
     for (size_t i = 0; i < params.size(); ++i)
       result.emplace_back("grad." + params[i].key(), grads[i + 1].defined() ? grads[i + 1] : torch::zeros_like(wrt[i + 1]));
   }
+  if (training) {  // the controller's update a training step after this forward would make
+    layer->after_step();
+    for (const auto& [name, t] : layer->router_state())
+      if (!t.requires_grad()) result.emplace_back("state.router." + name, t.detach().clone());
+  }
   std::string kinds;
   for (const auto& e : layer->experts()) kinds += (kinds.empty() ? "" : ",") + e->kind();
   io::save_safetensors(a.get("out"), result,
@@ -103,7 +108,7 @@ Command moe_apply_command() {
             {"weights", "FILE", "load the layer's parameters (strict)"},
             {"save-weights", "FILE", "write the seeded initial parameters"},
             {"grad-output", "FILE", "safetensors with grad_y [N, D]: also write gradients"},
-            {"train", "", "training mode (routing noise on)"},
+            {"train", "", "training mode (routing noise on; writes the controller state after one update)"},
             {"seed", "S", "seed of initialisation and routing noise (default 0)"},
             {"k-max", "K", "the layer's cap on active experts (dynamoe, top_p; default 0: none)"},
             {"set", "KEY=VALUE", "override a config key", true}},

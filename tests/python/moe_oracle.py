@@ -5,8 +5,9 @@ usage: moe_oracle.py --config layer.yaml --input x.safetensors --weights w.safet
                      --out out.safetensors [--grad-output g.safetensors] [--atol 1e-5]
                      [--k-max K] [--tie-tol 1e-6] [--use-out-mask]
 
-Written only from docs/moe-apply.md (file layout, parameter names) and the formulas of
-docs/methods.md, sections 1-4; it shares no code or logic with the C++ sources.
+Written only from docs/moe-apply.md (file layout, parameter and buffer names, the out file's
+tensors) and the formulas of docs/methods.md, sections 0-4, 2.9, 2.10 and 9 (dynamic-k routers);
+it shares no code or logic with the C++ sources.
 It recomputes the layer in float64 with torch (Debian's python3-torch, no PyPI package),
 compares every tensor of the out file and, with --grad-output, the gradients of
 sum(y * grad_y) + aux_loss (torch autograd, float64) with grad.input and grad.<param>.
@@ -76,6 +77,62 @@ Readings of docs/methods.md (where a choice is left open, this is the oracle's i
     with gate_rank r > 0: x^T P_i^T Q_i x = (P_i x) . (Q_i x); mlp z = w2 tanh(w1 x), no bias,
     hidden = gate_mlp_mult * E.
   * k_max: --k-max if given, else the out file's metadata key "k_max" if present, else 0.
+
+Readings of docs/methods.md section 9 (dynamic-k routers) and the new rows of docs/moe-apply.md:
+  * Config: moe.router.scope -> dynamoe_scope (token | batch, default token), moe.router.momentum
+    -> dynamoe_momentum (0.01); dtop_p: temperature (1.0; the same T as top_p), target_k (2.0),
+    p0, kp, ki (0.5, 1.0, 0.1), normalize_logits (false), and min_k / max_k / normalize, which
+    are read into the same settings as top_p's (defaults 1, 0, false); relu: target_k (2.0),
+    lambda0 (1e-8; not used: the state comes from the weights file), alpha (1.2), balance (false).
+  * Controller state: the weights file must hold exactly the router.* buffers of the configured
+    router, each a scalar (shape []): router.tbar (dynamoe, scope batch), router.P and router.I
+    (dtop_p), router.lambda (relu); missing, misshapen or unexpected ones are failures, like
+    parameters. router.gamma (dtop_p with normalize_logits) is a parameter, shape [], and gets
+    grad.router.gamma. Buffers are read as float64 constants: no gradient flows into them.
+    (expert_bias stays tolerated, as before.)
+  * Mode: training mode when the out metadata "mode" starts with "train", else eval. dynamoe in
+    training mode with sigma > 0 is refused for both scopes (random noise); with sigma = 0 the
+    training rules are checked.
+  * dynamoe, scope batch: g = softmax(z / T_d) as for scope token. Eval: t = router.tbar (the
+    weights file's value). Training: t = torch.quantile of the N*E values of g flattened,
+    tau, linear interpolation (section 2.4's rule with N*E values instead of E), no gradient.
+    S = {i : g_i > t} (strict), empty -> {argmax g}, cap at k_max keeping the largest g;
+    w = exp(g_i) / sum_{j in S} exp(g_j); probs = g. Tie notes: g within tie-tol of t (not the
+    order statistic t is exactly equal to when tau * (N*E - 1) is whole, as for scope token).
+  * dtop_p: z' = gamma (z - mean z) / (std z + 1e-6) per token, std the population std
+    sqrt(mean (z - mean z)^2) (the 1e-6 is added to the std, outside the root), or z' = z;
+    p = softmax(z' / T); S = the top_p rule above with P = router.P (crossing expert included,
+    clamped by min_k, max_k and k_max exactly as for top_p); w = p_S, or p_S / sum p_S with
+    normalize; probs = p (of z'). The losses use p, except z_loss, which uses the raw gate
+    logits z (the `logits` tensor is z, not z').
+  * relu: G = ReLU(z) (no temperature); S = {i : G_i > 0} = {i : z_i > 0}, possibly empty (the
+    token then gets only the shared experts); w = G on S (capacity, when on, applies as for any
+    token-choice router, ordering by w = G, dropped entries weight 0); probs = softmax(z) (used
+    by load_balance, entropy and tsallis). Tie notes: z within tie-tol * max(1, max_i |z_t,i|)
+    of 0 (an absolute distance at the token's logit scale, since a relative distance to 0 is
+    meaningless).
+  * relu_l1 = mean_t sum_i c_i G_{t,i} with G = ReLU(z) over all N*E entries (G, not w: entries
+    dropped by capacity still count). c_i = 1; with balance, c_i = E * f_i where f_i = expert
+    i's share of the batch's assignments "as this router chose them, before any capacity limit"
+    (section 9.3; section 4 notes this exception to its after-capacity rule); f = 0 when nothing
+    is assigned; c carries no gradient. If it fails, a hint shows the value with f after
+    capacity. loss.relu_l1 is unweighted and always
+    expected for relu; aux_loss = (section-4 losses with coef > 0) + lambda * relu_l1 with
+    lambda = router.lambda of the weights file (the value before any update; a constant).
+  * state.<buffer> (only in training mode; one per router.* buffer; a state.* tensor in eval
+    mode or for a buffer the router does not have is a failure): the value after one controller
+    update from this single forward (the "training forwards since the last step" are this one):
+      - dynamoe batch: tbar' = (1 - m) tbar + m t, t the training batch quantile above.
+      - dtop_p: kbar = (number of assignments before capacity) / N (the router's own choices);
+        e = (target_k - kbar) / E; I' = clamp(I + e, -10, 10); P' = clamp(p0 + kp e + ki I',
+        0.05, 1), i.e. the P update uses the already updated I' (the two lines read in order).
+      - relu: s = (number of entries with G == 0, i.e. z <= 0) / (N*E), s* = 1 - target_k / E,
+        lambda' = lambda * alpha^sign(s* - s), sign(0) = 0 (lambda unchanged). The sign is
+        decided exactly in rationals (decimal value of target_k); an exact or near equality
+        s == s* is reported as a note, since float arithmetic may decide it either way.
+  * Gradients (--grad-output): float64 autograd of sum(y * grad_y) + aux_loss through every
+    parameter (router.gamma included), with the controller states, the threshold t, the
+    assignment counts and relu's c_i as constants. ReLU'(0) = 0 (torch's convention).
 """
 import argparse
 import math
@@ -95,6 +152,9 @@ DEFAULTS = {
     "top_p": 0.4, "top_p_min_k": 1, "top_p_max_k": 0, "top_p_normalize": False,
     "theta": 0.1, "threshold_normalize": False,
     "dynamoe_temperature": 0.5, "dynamoe_sigma": 0.1, "dynamoe_tau": 0.5,
+    "dynamoe_scope": "token", "dynamoe_momentum": 0.01,
+    "target_k": 2.0, "dtop_p_p0": 0.5, "dtop_p_kp": 1.0, "dtop_p_ki": 0.1, "dtop_p_normalize_logits": False,
+    "relu_lambda0": 1e-8, "relu_alpha": 1.2, "relu_balance": False,
     "tsallis_q": 1.1, "tsallis_top_p": 0.75, "tsallis_threshold": 0.9, "tsallis_eps": 1e-5,
     "tsallis_keep_top_k": 2, "expert_choice_capacity": 1.0, "capacity_factor": 0.0,
     "bias_balancing": False,
@@ -103,13 +163,13 @@ DEFAULTS = {
     "load_balance": 0.01, "z_loss": 0.001, "entropy": 0.0, "tsallis": 0.0,
 }
 BOOL_KEYS = {"gate_bias", "gate_residual", "top_k_normalize", "top_p_normalize", "threshold_normalize",
-             "bias_balancing"}
+             "bias_balancing", "dtop_p_normalize_logits", "relu_balance"}
 INT_KEYS = {"gate_rank", "gate_mlp_mult", "k", "top_p_min_k", "top_p_max_k", "tsallis_keep_top_k",
             "expert_hidden", "n_zero", "n_copy", "n_constant", "n_shared", "e_max"}
-STR_KEYS = {"gate", "router", "expert", "expert_activation"}
+STR_KEYS = {"gate", "router", "expert", "expert_activation", "dynamoe_scope"}
 
 GATES = ("linear", "quadratic_polynomial", "quadratic_monomial", "mlp")
-ROUTERS = ("top_k", "top_p", "threshold", "dynamoe", "tsallis_hybrid", "expert_choice")
+ROUTERS = ("top_k", "top_p", "threshold", "dynamoe", "tsallis_hybrid", "expert_choice", "dtop_p", "relu")
 EXPERTS = ("linear", "ffn", "swiglu")
 ACTS = {"relu": torch.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh}
 LOSSES = ("load_balance", "z_loss", "entropy", "tsallis")
@@ -144,10 +204,16 @@ ROUTER_KEYS = {
     "top_p": {"temperature": "temperature", "p": "top_p", "min_k": "top_p_min_k", "max_k": "top_p_max_k",
               "normalize": "top_p_normalize"},
     "threshold": {"temperature": "temperature", "theta": "theta", "normalize": "threshold_normalize"},
-    "dynamoe": {"temperature": "dynamoe_temperature", "sigma": "dynamoe_sigma", "tau": "dynamoe_tau"},
+    "dynamoe": {"temperature": "dynamoe_temperature", "sigma": "dynamoe_sigma", "tau": "dynamoe_tau",
+                "scope": "dynamoe_scope", "momentum": "dynamoe_momentum"},
     "tsallis_hybrid": {"q": "tsallis_q", "p": "tsallis_top_p", "threshold": "tsallis_threshold", "eps": "tsallis_eps",
                        "keep_top_k": "tsallis_keep_top_k"},
     "expert_choice": {"temperature": "temperature", "k": "k", "capacity": "expert_choice_capacity"},
+    # dtop_p's min_k / max_k / normalize are the top_p rule's (docs/methods.md section 9.2 -> 2.2)
+    "dtop_p": {"temperature": "temperature", "target_k": "target_k", "p0": "dtop_p_p0", "kp": "dtop_p_kp",
+               "ki": "dtop_p_ki", "min_k": "top_p_min_k", "max_k": "top_p_max_k", "normalize": "top_p_normalize",
+               "normalize_logits": "dtop_p_normalize_logits"},
+    "relu": {"target_k": "target_k", "lambda0": "relu_lambda0", "alpha": "relu_alpha", "balance": "relu_balance"},
 }
 
 
@@ -207,6 +273,8 @@ def check_supported(cfg):
         raise OracleError("moe.gate.residual is not supported (moe-apply does not support it either)")
     if cfg["bias_balancing"]:
         raise OracleError("moe.bias_balancing is not supported by this oracle")
+    if cfg["dynamoe_scope"] not in ("token", "batch"):
+        raise OracleError(f"moe.router.scope '{cfg['dynamoe_scope']}' is not token or batch")
     E = cfg["e_max"]
     n_special = cfg["n_zero"] + cfg["n_copy"] + cfg["n_constant"]
     if E < 1 or n_special > E:
@@ -282,7 +350,22 @@ def expected_param_shapes(cfg, D, params):
         add(f"experts.{i}.", kind)
     for j in range(cfg["n_shared"]):
         add(f"shared.{j}.", shared_kind(params, j))
+    if cfg["router"] == "dtop_p" and cfg["dtop_p_normalize_logits"]:
+        shapes["router.gamma"] = []  # a learnable scalar parameter (docs/methods.md section 9.2)
     return shapes
+
+
+def router_buffers(cfg):
+    """The controller-state buffers (scalars, shape []) the configured router must have
+    (docs/moe-apply.md, docs/methods.md section 9)."""
+    R = cfg["router"]
+    if R == "dynamoe" and cfg["dynamoe_scope"] == "batch":
+        return ["router.tbar"]
+    if R == "dtop_p":
+        return ["router.P", "router.I"]
+    if R == "relu":
+        return ["router.lambda"]
+    return []
 
 
 def gate_logits(cfg, x, P):
@@ -356,18 +439,61 @@ class Notes:
         self.by_token.setdefault(int(t), []).append(msg)
 
 
-def route(cfg, z, k_max, tie_tol, notes, out_mask=None):
+def top_p_mask(cfg, p, thr, k_max, tie_tol, notes, label="top_p"):
+    """The top_p rule of docs/methods.md section 2.2 on the (detached) probabilities p [N, E] with
+    threshold thr: shortest descending prefix reaching thr, clamped to [min_k, max_k]."""
+    N, E = p.shape
+    mask = torch.zeros(N, E, dtype=torch.bool)
+    max_k = cfg["top_p_max_k"] if cfg["top_p_max_k"] > 0 else E
+    if k_max > 0:
+        max_k = min(max_k, k_max)
+    max_k = min(max_k, E)
+    min_k = min(cfg["top_p_min_k"], E)
+    for t in range(N):
+        o = sorted_desc(p[t])
+        cs = torch.cumsum(p[t, o], 0)
+        reach = (cs >= thr).nonzero()
+        cnt = int(reach[0].item()) + 1 if len(reach) else E
+        for m in range(E):
+            d = abs(cs[m].item() - thr)
+            if near(cs[m].item(), thr, tie_tol):
+                what = "top_p" if label == "top_p" else "router.P"
+                notes.tok(t, f"{label}: cumulative sum of the {m+1} largest is {cs[m].item():.9g}, within {d:.1e} of {what}")
+        cnt = min(max(cnt, min_k), max_k)
+        mask[t, o[:cnt]] = True
+        if cnt < E:
+            gap = (p[t, o[cnt - 1]] - p[t, o[cnt]]).item()
+            if near(p[t, o[cnt - 1]].item(), p[t, o[cnt]].item(), tie_tol):
+                notes.tok(t, f"{label}: tie/near tie (gap {gap:.2e}) at the cut rank {cnt}")
+    return mask
+
+
+def dtop_p_logits(cfg, z, rt):
+    """z' of docs/methods.md section 9.2: z, or gamma (z - mean z) / (std z + 1e-6) per token with
+    the population std."""
+    if not cfg["dtop_p_normalize_logits"]:
+        return z
+    zc = z - z.mean(-1, keepdim=True)
+    std = torch.sqrt((zc * zc).mean(-1, keepdim=True))
+    return rt["router.gamma"] * zc / (std + 1e-6)
+
+
+def route(cfg, z, k_max, tie_tol, notes, out_mask=None, rt=None, train=False):
     """Returns dict with probs (router's), mask (bool, final), weights (dense, final),
-    mask_before_capacity, h_norm (tsallis_hybrid), dropped."""
+    mask_before_capacity, h_norm (tsallis_hybrid), dropped, and batch_t (dynamoe batch scope,
+    training). rt: the router.* tensors (buffers as constants, router.gamma as a parameter)."""
     N, E = z.shape
     R = cfg["router"]
+    rt = rt or {}
     res = {}
     if R in ("top_k", "top_p", "threshold", "expert_choice"):
         probs = torch.softmax(z / cfg["temperature"], dim=-1)
-    elif R == "tsallis_hybrid":
+    elif R in ("tsallis_hybrid", "relu"):
         probs = torch.softmax(z, dim=-1)
     elif R == "dynamoe":
         probs = torch.softmax(z / cfg["dynamoe_temperature"], dim=-1)
+    elif R == "dtop_p":
+        probs = torch.softmax(dtop_p_logits(cfg, z, rt) / cfg["temperature"], dim=-1)
     res["probs"] = probs
     p = probs.detach()
     mask = torch.zeros(N, E, dtype=torch.bool)
@@ -388,27 +514,22 @@ def route(cfg, z, k_max, tie_tol, notes, out_mask=None):
                     notes.tok(t, f"top_k: near tie (gap {gap:.2e}) between experts {o[k-1].item()} and {o[k].item()} at rank {k}")
 
     elif R == "top_p":
-        thr = cfg["top_p"]
-        max_k = cfg["top_p_max_k"] if cfg["top_p_max_k"] > 0 else E
-        if k_max > 0:
-            max_k = min(max_k, k_max)
-        max_k = min(max_k, E)
-        min_k = min(cfg["top_p_min_k"], E)
+        mask = top_p_mask(cfg, p, cfg["top_p"], k_max, tie_tol, notes)
+
+    elif R == "dtop_p":
+        P_thr = rt["router.P"].item()
+        notes.general.append(f"dtop_p: router.P = {P_thr:.9g}, router.I = {rt['router.I'].item():.9g}"
+                             + (f", router.gamma = {rt['router.gamma'].item():.9g}" if "router.gamma" in rt else ""))
+        mask = top_p_mask(cfg, p, P_thr, k_max, tie_tol, notes, label="dtop_p")
+
+    elif R == "relu":
+        zd = z.detach()
+        mask = zd > 0
         for t in range(N):
-            o = sorted_desc(p[t])
-            cs = torch.cumsum(p[t, o], 0)
-            reach = (cs >= thr).nonzero()
-            cnt = int(reach[0].item()) + 1 if len(reach) else E
-            for m in range(E):
-                d = abs(cs[m].item() - thr)
-                if near(cs[m].item(), thr, tie_tol):
-                    notes.tok(t, f"top_p: cumulative sum of the {m+1} largest is {cs[m].item():.9g}, within {d:.1e} of top_p")
-            cnt = min(max(cnt, min_k), max_k)
-            mask[t, o[:cnt]] = True
-            if cnt < E:
-                gap = (p[t, o[cnt - 1]] - p[t, o[cnt]]).item()
-                if near(p[t, o[cnt - 1]].item(), p[t, o[cnt]].item(), tie_tol):
-                    notes.tok(t, f"top_p: tie/near tie (gap {gap:.2e}) at the cut rank {cnt}")
+            scale = max(1.0, zd[t].abs().max().item())
+            for i in range(E):
+                if abs(zd[t, i].item()) <= tie_tol * scale:
+                    notes.tok(t, f"relu: z[{i}] = {zd[t, i].item():.3e} within {tie_tol:g} * {scale:.3g} of 0")
 
     elif R == "threshold":
         th = cfg["theta"]
@@ -427,17 +548,37 @@ def route(cfg, z, k_max, tie_tol, notes, out_mask=None):
 
     elif R == "dynamoe":
         tau = cfg["dynamoe_tau"]
+        batch = cfg["dynamoe_scope"] == "batch"
+        if batch:
+            # docs/methods.md section 9.1: one threshold for the whole batch
+            if train:
+                allg = p.reshape(-1)
+                bth = torch.quantile(allg, tau, interpolation="linear")
+                bsrt = torch.sort(allg).values
+                bpos = tau * (N * E - 1)
+                res["batch_t"] = bth.item()
+                notes.general.append(f"dynamoe batch scope (training): t = quantile of the {N * E} values of g "
+                                     f"at tau = {tau:g}: {bth.item():.9g}")
+            else:
+                bth = rt["router.tbar"]
+                bsrt, bpos = None, None
+                notes.general.append(f"dynamoe batch scope (eval): t = router.tbar = {bth.item():.9g}")
         for t in range(N):
             g = p[t]
-            th = torch.quantile(g, tau, interpolation="linear")
+            if batch:
+                th, srt, pos = bth, bsrt, bpos
+                what = "the batch threshold"
+            else:
+                th = torch.quantile(g, tau, interpolation="linear")
+                srt = torch.sort(g).values
+                pos = tau * (E - 1)
+                what = "the quantile"
             s = g > th
-            srt = torch.sort(g).values
-            pos = tau * (E - 1)
-            exact_pos = pos == math.floor(pos)
+            exact_pos = pos is not None and pos == math.floor(pos)
             for i in range(E):
                 d = abs(g[i].item() - th.item())
                 if near(g[i].item(), th.item(), tie_tol) and not (exact_pos and g[i].item() == srt[int(pos)].item() and d == 0.0):
-                    notes.tok(t, f"dynamoe: g[{i}] = {g[i].item():.9g} within {d:.1e} of the quantile {th.item():.9g}")
+                    notes.tok(t, f"dynamoe: g[{i}] = {g[i].item():.9g} within {d:.1e} of {what} {th.item():.9g}")
             if not s.any():
                 o = sorted_desc(g)
                 s[o[0]] = True
@@ -503,10 +644,12 @@ def route(cfg, z, k_max, tie_tol, notes, out_mask=None):
         w = probs * mf
         if cfg["top_k_normalize"]:
             w = w / w.sum(-1, keepdim=True)
-    elif R in ("top_p", "threshold"):
+    elif R in ("top_p", "threshold", "dtop_p"):
         w = probs * mf
-        if cfg["top_p_normalize" if R == "top_p" else "threshold_normalize"]:
+        if cfg["threshold_normalize" if R == "threshold" else "top_p_normalize"]:
             w = w / w.sum(-1, keepdim=True)
+    elif R == "relu":
+        w = torch.relu(z) * mf  # w = G on S, no normalisation
     elif R == "dynamoe":
         ex = torch.exp(probs) * mf
         w = ex / ex.sum(-1, keepdim=True)
@@ -539,11 +682,16 @@ def route(cfg, z, k_max, tie_tol, notes, out_mask=None):
     return res
 
 
-def forward(cfg, x, P, k_max, tie_tol, notes, out_mask=None):
+def forward(cfg, x, P, k_max, tie_tol, notes, out_mask=None, bufs=None, train=False):
+    """bufs: the router.* buffers (float64 scalars, constants); train: training mode."""
     N, D = x.shape
     E = cfg["e_max"]
+    bufs = bufs or {}
     z = gate_logits(cfg, x, P)
-    r = route(cfg, z, k_max, tie_tol, notes, out_mask)
+    rt = dict(bufs)
+    if "router.gamma" in P:
+        rt["router.gamma"] = P["router.gamma"]
+    r = route(cfg, z, k_max, tie_tol, notes, out_mask, rt, train)
     act = ACTS[cfg["expert_activation"]]
     y = torch.zeros_like(x)
     w = r["weights"]
@@ -562,7 +710,7 @@ def forward(cfg, x, P, k_max, tie_tol, notes, out_mask=None):
     f = mf.sum(0) / tot if tot > 0 else torch.zeros(E, dtype=x.dtype)
     losses["load_balance"] = E * (f * probs.mean(0)).sum()
     mb = r["mask_before_capacity"].to(x.dtype)
-    f_b = mb.sum(0) / mb.sum()
+    f_b = mb.sum(0) / mb.sum() if mb.sum() > 0 else torch.zeros(E, dtype=x.dtype)
     alt_lb = (E * (f_b * probs.mean(0)).sum()).item()
     losses["z_loss"] = (torch.logsumexp(z, dim=-1) ** 2).mean()
     losses["entropy"] = (-(probs * torch.log(probs)).sum(-1)).mean()
@@ -575,14 +723,63 @@ def forward(cfg, x, P, k_max, tie_tol, notes, out_mask=None):
     for name in LOSSES:
         if cfg[name] > 0:
             aux = aux + cfg[name] * losses[name]
+    alt_relu_l1 = None
+    if cfg["router"] == "relu":
+        # docs/methods.md section 9.3: relu_l1 = mean_t sum_i c_i G_{t,i}, G = ReLU(z) (all entries);
+        # with balance c_i = E * f_i, f from the router's own choices before capacity (section 9.3
+        # says so explicitly); no gradient
+        G = torch.relu(z)
+        c = E * f_b.detach() if cfg["relu_balance"] else torch.ones(E, dtype=x.dtype)
+        losses["relu_l1"] = (G * c).sum(-1).mean()
+        if cfg["relu_balance"]:
+            alt_relu_l1 = (G * (E * f.detach())).sum(-1).mean().item()
+        aux = aux + bufs["router.lambda"] * losses["relu_l1"]
     out = {"y": y, "logits": z, "probs": probs, "weights": w, "mask": r["mask"].to(torch.uint8),
            "aux_loss": aux}
     if "h_norm" in r:
         out["h_norm"] = r["h_norm"]
     for name in LOSSES:
         out["loss." + name] = losses[name]
-    return out, {"dropped": r["dropped"], "alt_load_balance": alt_lb,
-                 "mask_before_capacity": r["mask_before_capacity"]}
+    if "relu_l1" in losses:
+        out["loss.relu_l1"] = losses["relu_l1"]
+    state = controller_update(cfg, z.detach(), r, bufs, notes, tie_tol) if train else {}
+    return out, {"dropped": r["dropped"], "alt_load_balance": alt_lb, "alt_relu_l1": alt_relu_l1,
+                 "mask_before_capacity": r["mask_before_capacity"], "state": state}
+
+
+def controller_update(cfg, z, r, bufs, notes, tie_tol):
+    """The router.* buffers after one controller update from this single training forward
+    (docs/methods.md section 9; docs/moe-apply.md state.<buffer>). Returns name -> 0-d float64."""
+    N, E = z.shape
+    R = cfg["router"]
+    new = {}
+    if R == "dynamoe" and cfg["dynamoe_scope"] == "batch":
+        m = cfg["dynamoe_momentum"]
+        t = r["batch_t"]
+        new["router.tbar"] = (1.0 - m) * bufs["router.tbar"] + m * t
+    elif R == "dtop_p":
+        # kbar counts the router's own choices, before any capacity limit (section 9, shared rules)
+        kbar = r["mask_before_capacity"].sum().item() / N
+        e = (cfg["target_k"] - kbar) / E
+        I_new = torch.clamp(bufs["router.I"] + e, -10.0, 10.0)
+        P_new = torch.clamp(cfg["dtop_p_p0"] + cfg["dtop_p_kp"] * e + cfg["dtop_p_ki"] * I_new, 0.05, 1.0)
+        new["router.I"] = I_new
+        new["router.P"] = P_new
+        notes.general.append(f"dtop_p update: kbar = {kbar:.9g}, e = {e:.9g}, I -> {I_new.item():.9g}, "
+                             f"P -> {P_new.item():.9g}")
+    elif R == "relu":
+        zeros = int((torch.relu(z) == 0).sum())
+        # the sign of s* - s decided exactly: s* - s = 1 - k*/E - zeros/(N E)
+        diff = 1 - dec(cfg["target_k"]) / E - Fraction(zeros, N * E)
+        sgn = (diff > 0) - (diff < 0)
+        new["router.lambda"] = bufs["router.lambda"] * (cfg["relu_alpha"] ** sgn)
+        s_, s_star = zeros / (N * E), 1.0 - cfg["target_k"] / E
+        notes.general.append(f"relu update: s = {zeros}/{N * E} = {s_:.9g}, s* = {s_star:.9g}, "
+                             f"sign(s* - s) = {sgn}, lambda -> {new['router.lambda'].item():.9g}")
+        if diff == 0 or abs(float(diff)) <= tie_tol * max(abs(s_star), abs(s_)):
+            notes.general.append("relu update: s equals s* (or nearly): float arithmetic may take the sign "
+                                 "as -1, 0 or +1 (lambda times 1/alpha, 1 or alpha)")
+    return {k: v.detach().to(torch.float64).reshape(()) for k, v in new.items()}
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -643,14 +840,16 @@ def main(argv=None):
     else:
         k_max = 0
     mode = str(meta.get("mode", "eval")).lower()
-    if cfg["router"] == "dynamoe" and mode.startswith("train") and cfg["dynamoe_sigma"] > 0:
+    train = mode.startswith("train")
+    if cfg["router"] == "dynamoe" and train and cfg["dynamoe_sigma"] > 0:
         print("moe_oracle: error: dynamoe in training mode adds random noise; this oracle checks eval mode only",
               file=sys.stderr)
         return 2
 
     print(f"config: gate={cfg['gate']} (rank {cfg['gate_rank']}) router={cfg['router']} expert={cfg['expert']} "
           f"E={E} kinds={expert_kinds(cfg)} n_shared={cfg['n_shared']} N={N} D={D} x={ST_NAMES[x_in.dtype]} "
-          f"k_max={k_max} mode={mode}")
+          f"k_max={k_max} mode={mode}"
+          + (f" scope={cfg['dynamoe_scope']}" if cfg["router"] == "dynamoe" else ""))
     if meta:
         print("out metadata: " + ", ".join(f"{k}={v}" for k, v in sorted(meta.items())))
 
@@ -658,7 +857,8 @@ def main(argv=None):
 
     # parameters: strict check against the documented names and shapes
     params = {}
-    buffers = {"expert_bias"}
+    rbufs = router_buffers(cfg)
+    buffers = {"expert_bias"} | set(rbufs)
     try:
         shapes = expected_param_shapes(cfg, D, ws)
     except OracleError as e:
@@ -672,6 +872,16 @@ def main(argv=None):
             failures.append(f"weights: {name} has shape {list(ws[name].shape)}, expected {shp}")
             continue
         params[name] = ws[name].detach().to(torch.float64).clone().requires_grad_(True)
+    # the router's controller state: scalar buffers, constants (docs/methods.md section 9)
+    bufs = {}
+    for name in rbufs:
+        if name not in ws:
+            failures.append(f"weights: missing buffer {name} []")
+            continue
+        if list(ws[name].shape) != []:
+            failures.append(f"weights: {name} has shape {list(ws[name].shape)}, expected []")
+            continue
+        bufs[name] = ws[name].detach().to(torch.float64).clone()
     for name in ws:
         if name not in shapes and name not in buffers:
             failures.append(f"weights: unexpected tensor {name} {list(ws[name].shape)}")
@@ -689,7 +899,7 @@ def main(argv=None):
             return 2
         out_mask = outs["mask"].to(torch.bool)
     try:
-        mine, extra = forward(cfg, x, params, k_max, a.tie_tol, notes, out_mask)
+        mine, extra = forward(cfg, x, params, k_max, a.tie_tol, notes, out_mask, bufs, train)
     except OracleError as e:
         print(f"moe_oracle: error: {e}", file=sys.stderr)
         return 2
@@ -747,10 +957,27 @@ def main(argv=None):
             if name == "load_balance" and key in outs and failures and failures[-1].startswith(key):
                 alt = abs(extra["alt_load_balance"] - outs[key].item())
                 print(f"  hint: with f taken before capacity, loss.load_balance would differ by {alt:.3e}")
+    if "loss.relu_l1" in mine:
+        check("loss.relu_l1", mine["loss.relu_l1"], outs.get("loss.relu_l1"))
+        if extra["alt_relu_l1"] is not None and failures and failures[-1].startswith("loss.relu_l1") \
+                and "loss.relu_l1" in outs:
+            alt = abs(extra["alt_relu_l1"] - outs["loss.relu_l1"].item())
+            print(f"  hint: with f taken after capacity, loss.relu_l1 would differ by {alt:.3e}")
     check("aux_loss", mine["aux_loss"], outs.get("aux_loss"))
     for k in outs:
-        if k.startswith("loss.") and k[5:] not in LOSSES:
+        if k.startswith("loss.") and k[5:] not in LOSSES and k not in mine:
             print(f"note: out file has {k}, which this oracle does not know")
+
+    # controller state after one update (training mode only; docs/moe-apply.md state.<buffer>)
+    if train:
+        for name in rbufs:
+            if name in extra["state"]:
+                check("state." + name, extra["state"][name], outs.get("state." + name))
+    for k in outs:
+        if k.startswith("state.") and not (train and k[6:] in rbufs):
+            why = "eval mode" if not train else f"router {cfg['router']} has no buffer {k[6:]}"
+            rows.append((k, list(outs[k].shape), "UNEXPECTED", False, f"({why})"))
+            failures.append(f"{k}: not expected ({why})")
 
     drop_keys = [k for k in meta if "drop" in k.lower()]
     for k in drop_keys:
@@ -784,7 +1011,7 @@ def main(argv=None):
 
     known = set(order) | {"aux_loss"} | {"loss." + n for n in LOSSES} | {"h_norm"}
     for k in outs:
-        if k not in known and not k.startswith("grad.") and not k.startswith("loss."):
+        if k not in known and not k.startswith(("grad.", "loss.", "state.")):
             print(f"note: out file has an extra tensor {k} {list(outs[k].shape)} (not compared)")
 
     w = max(len(r[0]) for r in rows) + 2

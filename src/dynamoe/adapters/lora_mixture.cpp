@@ -54,6 +54,9 @@ void LoraMixtureOptions::validate() const {
                           "use a token-choice router"));
   if (traits.needs_token_ids)
     throw ConfigError(str("lora mixture: router '", router.kind(), "' routes by token id, which a projection does not see"));
+  if (!moe::router_state_specs(router, experts).empty())
+    throw ConfigError(str("lora mixture: router '", router.kind(), "' keeps a controller state (docs/methods.md section 9), ",
+                          "which LoRA mixtures do not hold; use it in an MoE layer (moe.router)"));
   if (router.kind() == "top_k" && (router.as<moe::TopKOptions>().k < 1 || router.as<moe::TopKOptions>().k > experts))
     throw ConfigError(str("lora mixture: k = ", router.as<moe::TopKOptions>().k, " must be in [1, ", experts, "]"));
   for (const auto& [field, v] : {std::pair{"load_balance", losses.load_balance}, std::pair{"z_loss", losses.z_loss},

@@ -41,7 +41,7 @@ at::Tensor MoEStackImpl::forward(at::Tensor x, ModelOutput& out) {
 }
 
 void MoEStackImpl::after_step() {
-  for (auto& l : layers_) l->update_bias();
+  for (auto& l : layers_) l->after_step();
 }
 
 }  // namespace dynamoe::models

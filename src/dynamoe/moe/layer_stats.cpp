@@ -74,6 +74,7 @@ void LayerStatsAccumulator::add(const LayerStats& s) {
   for (size_t i = 0; i < s.expert_tokens.size() && i < expert_tokens.size(); ++i) expert_tokens[i] += s.expert_tokens[i];
   for (size_t i = 0; i < s.active_hist.size() && i < active_hist.size(); ++i) active_hist[i] += s.active_hist[i];
   for (const auto& [k, v] : s.losses) loss_sums[k] += v;
+  if (!s.router_state.empty()) router_state = s.router_state;
 }
 
 std::vector<double> LayerStatsAccumulator::load() const {

@@ -28,6 +28,7 @@ struct LayerStats {
   std::map<std::string, double> losses;  ///< unweighted auxiliary losses
   std::vector<int32_t> token_active;     ///< [N]: active experts of each token (for per-example reports)
   std::vector<float> token_entropy;      ///< [N]: Shannon entropy of each token's router probabilities
+  std::map<std::string, double> router_state;  ///< the router's controller state this pass used (P, I, lambda, tbar)
   double flops_per_token() const { return tokens ? (expert_flops + shared_flops + gate_flops) / tokens : 0; }
 };
 
@@ -51,6 +52,7 @@ struct LayerStatsAccumulator {
   bool has_tsallis = false;
   std::vector<int64_t> active_hist, expert_tokens;
   std::map<std::string, double> loss_sums;
+  std::map<std::string, double> router_state;  ///< the last pass's controller state (not summed)
   void add(const LayerStats& s);
   double active_mean() const { return tokens ? active_sum / tokens : 0; }
   double flops_per_token() const { return tokens ? flops / tokens : 0; }

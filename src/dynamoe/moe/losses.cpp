@@ -140,6 +140,11 @@ AuxLosses aux_losses(const Routing& r, const LossCoefficients& c, const at::Tens
   add("z_loss", c.z_loss, [&] { return z_loss(r); });
   add("entropy", c.entropy, [&] { return entropy_loss(r); });
   add("tsallis", c.tsallis, [&] { return tsallis_loss(r, c.tsallis_q, c.tsallis_eps, token_mask); });
+  if (r.penalty.per_token.defined()) {  // the router's own loss (relu: L1), always on, weighted by its state
+    const at::Tensor loss = batch_mean_tokens(r.penalty.per_token);
+    out.values[r.penalty.name] = global_value(loss).item<double>();
+    out.total = out.total.defined() ? out.total + r.penalty.coefficient * loss : r.penalty.coefficient * loss;
+  }
   if (!out.total.defined()) {
     const at::Tensor& like = r.probs.defined() ? r.probs : r.logits;
     out.total = like.defined() ? at::zeros({}, like.options()) : at::zeros({}, at::kFloat);

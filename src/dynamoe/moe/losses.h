@@ -59,7 +59,8 @@ struct AuxLosses {
   std::map<std::string, double> values;  ///< unweighted loss_k for the enabled losses: load_balance, z_loss, entropy, tsallis
 };
 
-/// Computes the losses whose coefficient is non-zero. token_mask ([N] bool, optional) excludes
+/// Computes the losses whose coefficient is non-zero, plus the router's own penalty when it has
+/// one (r.penalty: coefficient x batch mean of per_token, reported under its name). token_mask ([N] bool, optional) excludes
 /// padding tokens from the tsallis loss (the other losses use every token, as in docs/methods.md section 4).
 AuxLosses aux_losses(const Routing& r, const LossCoefficients& c, const at::Tensor& token_mask = {});
 

@@ -101,6 +101,15 @@ MoELayerImpl::MoELayerImpl(const MoELayerOptions& o) : o_(o) {
   if (o.prev_experts > 0)
     w_map_ = register_parameter("w_map", torch::zeros({o.n_experts, o.prev_experts}));
   if (o.bias_balancing) expert_bias_ = register_buffer("expert_bias", torch::zeros({o.n_experts}));
+  const std::vector<RouterStateSpec> state = router_state_specs(o.router, o.n_experts);
+  if (!state.empty()) {
+    router_state_ = register_module("router", std::make_shared<torch::nn::Module>("RouterState"));
+    for (const auto& s : state) {
+      if (s.learnable) router_state_->register_parameter(s.name, torch::full({}, s.initial));
+      else router_state_->register_buffer(s.name, torch::full({}, s.initial));
+    }
+    feedback_.n_experts = o.n_experts;
+  }
 }
 
 MoELayerOutput MoELayerImpl::forward(const at::Tensor& x, const at::Tensor& prev_logits, const at::Tensor& token_ids) {
@@ -129,6 +138,7 @@ MoELayerOutput MoELayerImpl::forward(const at::Tensor& x, const at::Tensor& prev
   out.aux_loss = aux.total;
   const double gate_flops = static_cast<double>(x.size(0)) * gate_->flops_per_token();
   out.stats = layer_stats(r, {expert_flops, shared_flops, gate_flops}, std::move(aux.values));
+  for (const auto& [name, t] : router_state()) out.stats.router_state[name] = t.item<double>();
   if (is_training() && expert_bias_.defined()) last_load_ = batch_loads(out.stats.expert_tokens);
   return out;
 }
@@ -149,7 +159,10 @@ Routing MoELayerImpl::route_tokens(const at::Tensor& z, const at::Tensor& token_
   ctx.k_max = o_.k_max;
   ctx.token_ids = token_ids;
   if (expert_bias_.defined()) ctx.selection_bias = expert_bias_;
+  const RouterState state = router_state();
+  if (router_state_) ctx.state = &state;
   Routing r = route(o_.router.kind(), z, o_.router.options(), ctx);
+  if (router_state_ && ctx.training) record_feedback(r, z.size(0));
   const double cf = o_.capacity_factor;
   if (cf > 0 && !router_traits_.own_capacity) {
     if (dist::batch_group()) {
@@ -270,6 +283,33 @@ at::Tensor MoELayerImpl::add_shared_experts(at::Tensor y, const at::Tensor& x, d
     shared_flops += static_cast<double>(x.size(0)) * s->flops_per_token();
   }
   return y;
+}
+
+RouterState MoELayerImpl::router_state() const {
+  RouterState state;
+  if (!router_state_) return state;
+  for (const auto& b : router_state_->named_buffers(/*recurse=*/false)) state[b.key()] = b.value();
+  for (const auto& p : router_state_->named_parameters(/*recurse=*/false)) state[p.key()] = p.value();
+  return state;
+}
+
+void MoELayerImpl::record_feedback(const Routing& r, int64_t n_tokens) {
+  // Over the whole batch when it is split over processes, so every process updates alike.
+  at::Tensor seen = torch::tensor({static_cast<double>(n_tokens), static_cast<double>(r.assignments_before_capacity)},
+                                  torch::kDouble);
+  dist::batch_sum_(seen);
+  feedback_.tokens += seen[0].item<double>();
+  feedback_.assignments += seen[1].item<double>();
+  if (r.has_batch_threshold) feedback_.thresholds.push_back(r.batch_threshold);
+}
+
+void MoELayerImpl::after_step() {
+  update_bias();
+  if (!router_state_ || feedback_.empty()) return;
+  RouterState state = router_state();
+  update_router_state(o_.router, state, feedback_);
+  feedback_ = RouterFeedback{};
+  feedback_.n_experts = o_.n_experts;
 }
 
 void MoELayerImpl::update_bias() {

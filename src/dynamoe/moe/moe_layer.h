@@ -4,7 +4,8 @@
 //   MoELayer layer(models::moe_layer_options(cfg.moe, /*dim=*/64, /*n_experts=*/8));  // models/moe_options.h
 //   MoELayerOutput o = layer->forward(x);   // o.y [N, D], o.aux_loss scalar, o.stats
 // Parameters: gate.*, experts.{i}.*, shared.{j}.*, w_map (gating residual); buffer expert_bias
-// (aux-loss-free balancing). Experts 0 .. E-1 are: the computing experts (moe.experts.kind),
+// (aux-loss-free balancing); router.* the router's controller state (buffers, and router.gamma
+// of dtop_p a parameter; docs/methods.md section 9). Experts 0 .. E-1 are: the computing experts (moe.experts.kind),
 // then constant, copy and zero experts (MoE++).
 //
 // Expert parallelism (MoELayerOptions.expert_group of P processes): process q holds the
@@ -66,9 +67,12 @@ class MoELayerImpl : public torch::nn::Module {
   explicit MoELayerImpl(const MoELayerOptions& o);
   /// x [N, D]; prev_logits [N, E_prev] when the gating residual is on; token_ids [N] for hash routing.
   MoELayerOutput forward(const at::Tensor& x, const at::Tensor& prev_logits = {}, const at::Tensor& token_ids = {});
-  /// Aux-loss-free balancing: b_i += gamma * sign(mean_load - load_i) from the last forward's
-  /// loads in training (call after each optimizer step); no-op when disabled.
-  void update_bias();
+  /// Call after each optimizer step: aux-loss-free balancing (b_i += gamma * sign(mean_load -
+  /// load_i) from the last training forward's loads) and the router's controller update from
+  /// the training forwards since the previous call; nothing for what is disabled.
+  void after_step();
+  /// The router's controller state by name (empty for a stateless router).
+  RouterState router_state() const;
   const MoELayerOptions& options() const { return o_; }
   /// Expert i, or an empty holder for a computing expert held by another process.
   const std::vector<Expert>& experts() const { return experts_; }
@@ -85,6 +89,8 @@ class MoELayerImpl : public torch::nn::Module {
   /// Expert parallelism: rows of the computing experts go to their ranks and come back.
   at::Tensor exchange_and_run(const at::Tensor& xs, const Dispatch& d);
   at::Tensor add_shared_experts(at::Tensor y, const at::Tensor& x, double& shared_flops);
+  void update_bias();
+  void record_feedback(const Routing& r, int64_t n_tokens);
 
   MoELayerOptions o_;
   // Resolved once at construction from the option strings.
@@ -99,6 +105,8 @@ class MoELayerImpl : public torch::nn::Module {
   std::vector<at::Tensor> grouped_params_;  ///< the computing experts' parameters in grouped_experts order
   at::Tensor w_map_, expert_bias_;
   std::vector<int64_t> last_load_;
+  std::shared_ptr<torch::nn::Module> router_state_;  ///< holds router.* (null: a stateless router)
+  RouterFeedback feedback_;                          ///< seen by training forwards since after_step()
 };
 TORCH_MODULE(MoELayer);
 

@@ -30,6 +30,18 @@ RouterTraits router_traits(const std::string& name) { return router_registry().a
 
 bool router_is_causal(const std::string& name) { return router_traits(name).causal; }
 
+std::vector<RouterStateSpec> router_state_specs(const KindChoice& router, int64_t n_experts) {
+  const RouterKind& kind = router_registry().at(router.kind());
+  if (!kind.state) return {};
+  return kind.state(router.options(), n_experts);
+}
+
+void update_router_state(const KindChoice& router, RouterState& state, const RouterFeedback& seen) {
+  const RouterKind& kind = router_registry().at(router.kind());
+  if (!kind.update || seen.empty()) return;
+  kind.update(router.options(), state, seen);
+}
+
 namespace functional {
 
 void check_logits(const at::Tensor& logits, const char* router) {
@@ -66,6 +78,15 @@ Routing make_routing(at::Tensor logits, at::Tensor probs, at::Tensor weights, at
   r.weights = std::move(weights);
   r.mask = std::move(mask);
   return r;
+}
+
+double state_value(const RouterContext& ctx, const std::string& name, const char* router) {
+  DYNAMOE_CHECK(ctx.state != nullptr, "router ", router, ": needs its controller state (router.", name,
+                "), and the caller gave none");
+  const auto it = ctx.state->find(name);
+  DYNAMOE_CHECK(it != ctx.state->end() && it->second.defined() && it->second.numel() == 1, "router ", router,
+                ": its controller state has no scalar router.", name);
+  return it->second.item<double>();
 }
 
 }  // namespace functional

@@ -10,10 +10,15 @@
 // registered there by name with its options struct and traits (one DYNAMOE_REGISTER line);
 // capacity limits are applied afterwards by apply_capacity(), the same for every token-choice
 // router. docs/moe.md "Adding a router" is the recipe.
+//
+// Routers with a controller (docs/methods.md section 9: dtop_p, relu, dynamoe scope batch) also
+// declare their state (scalars the MoE layer holds as buffers router.<name>) and an update rule
+// that the layer applies after each training step to what the training forwards observed.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +29,35 @@
 #include "dynamoe/util/registry.h"
 
 namespace dynamoe::moe {
+
+/// A router's controller state: scalar tensors by name (the MoE layer's buffers router.<name>,
+/// or parameters for the learnable ones).
+using RouterState = std::map<std::string, at::Tensor>;
+
+/// One scalar of a router's state.
+struct RouterStateSpec {
+  std::string name;
+  double initial = 0;
+  bool learnable = false;  ///< a parameter trained with the model (else a buffer)
+};
+
+/// What the training forward passes since the last step observed, over the whole batch (summed
+/// over the processes that share it): the input of a controller's update.
+struct RouterFeedback {
+  double tokens = 0;       ///< tokens routed
+  double assignments = 0;  ///< active (token, expert) pairs the router chose, before capacity
+  int64_t n_experts = 0;   ///< E
+  std::vector<double> thresholds;  ///< dynamoe scope batch: each forward's batch threshold t, in order
+  bool empty() const { return tokens == 0 && thresholds.empty(); }
+};
+
+/// A loss a router adds to the layer's auxiliary loss (relu: the L1 regulariser):
+/// coefficient * (batch mean of per_token), reported unweighted under `name`.
+struct RouterPenalty {
+  std::string name;
+  at::Tensor per_token;    ///< [N], differentiable
+  double coefficient = 0;  ///< from the router's state (a constant for autograd)
+};
 
 /// Per-call context.
 struct RouterContext {
@@ -37,6 +71,8 @@ struct RouterContext {
   /// expert_choice, hash and random ignore it (their load is fixed by construction).
   at::Tensor selection_bias;
   std::optional<at::Generator> generator;  ///< for noise and random routing (default: the global CPU generator)
+  /// The router's controller state (routers that declare one; must then be set).
+  const RouterState* state = nullptr;
 };
 
 /// A router's decision.
@@ -48,6 +84,9 @@ struct Routing {
   at::Tensor h_norm;   ///< [N] normalised Tsallis entropy (tsallis_hybrid only, else undefined)
   int64_t dropped = 0; ///< assignments removed by the capacity limit
   int64_t assignments_before_capacity = 0;
+  RouterPenalty penalty;  ///< a loss of the router's own (relu), else per_token undefined
+  double batch_threshold = 0;  ///< dynamoe scope batch in training: the batch's threshold t
+  bool has_batch_threshold = false;
 };
 
 /// What the MoE layer needs to know about a router besides its function.
@@ -62,8 +101,13 @@ struct RouterKind {
   std::function<std::shared_ptr<KindOptions>()> defaults;
   std::function<Routing(const at::Tensor& logits, const KindOptions& opt, const RouterContext& ctx)> route;
   RouterTraits traits;
-  /// Active experts per token when the options fix it (top_k: min(k, E)); null when it varies.
+  /// Active experts per token when the options fix it (top_k: min(k, E)); null, or a negative
+  /// value for these options, when it varies.
   std::function<double(const KindOptions& opt, int64_t n_experts)> active_per_token;
+  /// The controller state the options call for (null or empty: stateless).
+  std::function<std::vector<RouterStateSpec>(const KindOptions& opt, int64_t n_experts)> state;
+  /// The controller's update after a training step (only called with a non-empty feedback).
+  std::function<void(const KindOptions& opt, RouterState& state, const RouterFeedback& seen)> update;
 };
 
 /// The router registry (routers register themselves in routers/*.cpp).
@@ -82,7 +126,18 @@ RouterKind router_kind(Routing (*fn)(const at::Tensor&, const Options&, const Ro
             DYNAMOE_CHECK(typed != nullptr, "internal: a router was given another router's options");
             return fn(z, *typed, c);
           },
-          traits, per_token};
+          traits, per_token, /*state=*/{}, /*update=*/{}};
+}
+
+/// Adds a controller to a RouterKind made by router_kind: state(opt, E) and update(opt, state, seen).
+template <class Options>
+RouterKind with_controller(RouterKind kind, std::vector<RouterStateSpec> (*state)(const Options&, int64_t n_experts),
+                           void (*update)(const Options&, RouterState&, const RouterFeedback&)) {
+  kind.state = [state](const KindOptions& o, int64_t e) { return state(dynamic_cast<const Options&>(o), e); };
+  kind.update = [update](const KindOptions& o, RouterState& s, const RouterFeedback& f) {
+    update(dynamic_cast<const Options&>(o), s, f);
+  };
+  return kind;
 }
 
 /// Routes with the router called `name` and its options; an unknown name is a ConfigError
@@ -96,6 +151,11 @@ std::vector<std::string> router_names();
 RouterTraits router_traits(const std::string& name);
 /// Whether a router decides each token from that token alone (false for expert_choice).
 bool router_is_causal(const std::string& name);
+/// The controller state of a router with these options in a layer of n_experts (empty: none).
+std::vector<RouterStateSpec> router_state_specs(const KindChoice& router, int64_t n_experts);
+/// Applies the router's controller update to `state` (nothing for a stateless router or an
+/// empty feedback).
+void update_router_state(const KindChoice& router, RouterState& state, const RouterFeedback& seen);
 
 namespace functional {
 // Helpers shared by the routers in routers/*.cpp.
@@ -110,6 +170,8 @@ at::Tensor selection_logits(const at::Tensor& logits, const RouterContext& ctx);
 at::Tensor descending_ranks(const at::Tensor& scores);
 /// Assembles a Routing and sets assignments_before_capacity to the number of true entries of mask.
 Routing make_routing(at::Tensor logits, at::Tensor probs, at::Tensor weights, at::Tensor mask);
+/// The scalar `name` of ctx.state as a double; an Error naming the router when it is missing.
+double state_value(const RouterContext& ctx, const std::string& name, const char* router);
 
 }  // namespace functional
 

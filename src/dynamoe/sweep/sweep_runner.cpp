@@ -482,8 +482,9 @@ void Runner::dry_run() {
       bool known = true;
       const auto& per_token = moe::router_registry().at(m.router.kind()).active_per_token;
       for (int64_t e : info->experts) {
-        if (per_token && !m.layers.k_max) {
-          act.push_back(per_token(m.router.options(), e));
+        const double fixed = per_token && !m.layers.k_max ? per_token(m.router.options(), e) : -1;
+        if (fixed >= 0) {
+          act.push_back(fixed);
         } else {
           known = false;
         }

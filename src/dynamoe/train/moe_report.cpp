@@ -48,6 +48,7 @@ nlohmann::json moe_json(const std::vector<moe::LayerStatsAccumulator>& acc) {
                         {"flops_per_token", a.flops_per_token()},
                         {"losses", losses}};
     if (a.has_tsallis) j["tsallis_h_norm"] = a.tokens ? a.tsallis_sum / a.tokens : 0;
+    if (!a.router_state.empty()) j["router_state"] = a.router_state;
     layers.push_back(j);
   }
   return layers;

@@ -130,7 +130,7 @@ KVCache TransformerLMImpl::make_cache() const {
 
 void TransformerLMImpl::after_step() {
   for (auto& b : blocks_)
-    if (b->is_moe()) b->moe_layer()->update_bias();
+    if (b->is_moe()) b->moe_layer()->after_step();
 }
 
 int64_t TransformerLMImpl::num_parameters() const {

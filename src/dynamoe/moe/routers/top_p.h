@@ -35,5 +35,11 @@ namespace functional {
 /// differentiable w.r.t. logits [N, E].
 Routing top_p_route(const at::Tensor& logits, const TopPOptions& opt, const RouterContext& ctx);
 
+/// The top_p rule's active set [N, E] from the selection probabilities p_sel [N, E]: the
+/// shortest descending prefix whose cumulative sum reaches top_p, clamped to [min_k, max_k']
+/// (max_k' = min(E, max_k or E, k_max if > 0); the maximum wins). Shared with dtop_p.
+at::Tensor top_p_mask(const at::Tensor& p_sel, double top_p, int64_t min_k, int64_t max_k, int64_t k_max,
+                      const char* router);
+
 }  // namespace functional
 }  // namespace dynamoe::moe
