@@ -9,6 +9,8 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <regex>
+#include <sstream>
 #include <string>
 
 #include "dynamoe/data/corpus.h"
@@ -95,11 +97,26 @@ TEST(LMCli, TrainEvalGenerateAndResume) {
   std::cout << "[ lm ] 2 processes, dropout 0.2: largest relative weight difference " << d << " (" << worst << ")\n";
   EXPECT_LT(d, 1e-5) << worst;
 
-  // eval reprints the same perplexity
-  r = run_command(testutil::cli() + " eval --checkpoint " + dir.file("runs/full"));
+  // eval reprints the same perplexity, and --per-example writes one row per scored token
+  r = run_command(testutil::cli() + " eval --checkpoint " + dir.file("runs/full") + " --per-example " +
+                  dir.file("per_token.csv"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("val perplexity"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("bigram baseline"), std::string::npos) << r.output;
+  {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.output, m, std::regex("loss ([0-9.]+) nats/token.* on ([0-9]+) tokens"))) << r.output;
+    std::istringstream csv(read_file(dir.file("per_token.csv")));
+    std::string line;
+    std::getline(csv, line);
+    EXPECT_EQ(line.rfind("item,loss,active_mean,active_0", 0), 0u) << line;
+    int64_t rows = 0;
+    double loss = 0;
+    for (; std::getline(csv, line); ++rows) loss += std::stod(line.substr(line.find(',') + 1));
+    EXPECT_EQ(rows, std::stoll(m[2]));
+    EXPECT_NEAR(loss / rows, std::stod(m[1]), 1e-3);
+    EXPECT_NE(r.output.find("active experts vs token loss, Spearman rho"), std::string::npos) << r.output;
+  }
 
   // generation: greedy with and without the KV cache print the same text, beyond the context
   const std::string gen = testutil::cli() + " generate --checkpoint " + dir.file("runs/full") +

@@ -1,7 +1,9 @@
 #include "dynamoe/report/stats.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "dynamoe/util/error.h"
 
@@ -165,6 +167,90 @@ InteractionTest interaction_test(const std::vector<std::vector<std::vector<doubl
   r.f = ss_ab / r.df_interaction / ms_error;
   r.p = f_upper_p(r.f, r.df_interaction, r.df_error);
   r.p_main_a = f_upper_p(ss_a / static_cast<double>(A - 1) / ms_error, static_cast<double>(A - 1), r.df_error);
+  return r;
+}
+
+std::vector<double> average_ranks(const std::vector<double>& v) {
+  std::vector<size_t> order(v.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return v[a] < v[b]; });
+  std::vector<double> rank(v.size());
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]]) ++j;
+    const double r = 0.5 * static_cast<double>(i + j) + 1.0;  // mean of ranks i+1 .. j+1
+    for (size_t k = i; k <= j; ++k) rank[order[k]] = r;
+    i = j + 1;
+  }
+  return rank;
+}
+
+namespace {
+
+/// The standard normal quantile (Acklam's rational approximation refined by one Newton step on
+/// erfc; |error| < 1e-12 over (0, 1)).
+double normal_quantile(double q) {
+  DYNAMOE_CHECK(q > 0 && q < 1, "normal_quantile: q must be in (0, 1), got ", q);
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+                             1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                             6.680131188771972e+01,  -1.328068155288572e+01};
+  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                             -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                             3.754408661907416e+00};
+  double x;
+  if (q < 0.02425) {
+    const double r = std::sqrt(-2 * std::log(q));
+    x = (((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) / ((((d[0] * r + d[1]) * r + d[2]) * r + d[3]) * r + 1);
+  } else if (q <= 1 - 0.02425) {
+    const double r = q - 0.5, s = r * r;
+    x = (((((a[0] * s + a[1]) * s + a[2]) * s + a[3]) * s + a[4]) * s + a[5]) * r /
+        (((((b[0] * s + b[1]) * s + b[2]) * s + b[3]) * s + b[4]) * s + 1);
+  } else {
+    const double r = std::sqrt(-2 * std::log(1 - q));
+    x = -(((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) / ((((d[0] * r + d[1]) * r + d[2]) * r + d[3]) * r + 1);
+  }
+  const double e = 0.5 * std::erfc(-x / std::sqrt(2.0)) - q;  // Newton (Halley) refinement
+  const double u = e * std::sqrt(2 * M_PI) * std::exp(x * x / 2);
+  return x - u / (1 + x * u / 2);
+}
+
+}  // namespace
+
+RankCorrelation spearman(const std::vector<double>& a, const std::vector<double>& b, double level) {
+  DYNAMOE_CHECK(a.size() == b.size(), "spearman: the samples differ in length (", a.size(), " and ", b.size(), ")");
+  DYNAMOE_CHECK(level > 0 && level < 1, "spearman: level must be in (0, 1), got ", level);
+  RankCorrelation r;
+  r.n = static_cast<int64_t>(a.size());
+  const double nan = std::nan("");
+  r.rho = r.lo = r.hi = nan;
+  if (r.n < 2) return r;
+  const std::vector<double> ra = average_ranks(a), rb = average_ranks(b);
+  const double ma = mean(ra), mb = mean(rb);
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < ra.size(); ++i) {
+    sab += (ra[i] - ma) * (rb[i] - mb);
+    saa += (ra[i] - ma) * (ra[i] - ma);
+    sbb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  if (saa == 0 || sbb == 0) return r;  // a constant side has no ranking
+  r.rho = std::clamp(sab / std::sqrt(saa * sbb), -1.0, 1.0);
+  const double n = static_cast<double>(r.n);
+  if (r.n > 2) {
+    if (std::fabs(r.rho) >= 1) {
+      r.p = 0;
+    } else {
+      const double t = r.rho * std::sqrt((n - 2) / (1 - r.rho * r.rho));
+      r.p = student_t_p(t, n - 2);
+    }
+  }
+  if (r.n >= 4) {
+    const double z = std::atanh(std::clamp(r.rho, -0.9999999999, 0.9999999999));
+    const double half = normal_quantile(0.5 + level / 2) * 1.03 / std::sqrt(n - 3);
+    r.lo = std::tanh(z - half);
+    r.hi = std::tanh(z + half);
+  }
   return r;
 }
 

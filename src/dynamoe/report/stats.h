@@ -1,9 +1,11 @@
 #pragma once
 // Small-sample statistics for study results: mean, sample standard deviation, Welch's t-test,
-// the one-sample t-test and the interaction F-test of a two-way layout. Plain C++ (no torch).
+// the one-sample t-test, the interaction F-test of a two-way layout, and Spearman's rank
+// correlation with its confidence interval. Plain C++ (no torch).
 //
 //   WelchTest w = welch_test({0.91, 0.92, 0.90}, {0.89, 0.88, 0.90});
 //   if (w.p < 0.05) ...   // two-sided
+#include <cstdint>
 #include <vector>
 
 namespace dynamoe::report {
@@ -44,5 +46,20 @@ struct InteractionTest {
   double p_main_a = 1;  ///< the main effect of A (same error term)
 };
 InteractionTest interaction_test(const std::vector<std::vector<std::vector<double>>>& cells);  // [A][B][replicate]
+
+/// Spearman's rank correlation of paired samples: the Pearson correlation of their ranks, tied
+/// values taking the mean of their ranks. The interval is the Fisher z interval with the
+/// Fieller-Hartley-Pearson standard error 1.03 / sqrt(n - 3): tanh(atanh(rho) -+ z_q SE), z_q
+/// the normal quantile of the level (1.959964 for 95%). p is two-sided, from
+/// t = rho sqrt((n - 2) / (1 - rho^2)) with n - 2 degrees of freedom.
+struct RankCorrelation {
+  double rho = 0;         ///< NaN when a side is constant (no ranking) or n < 2
+  double lo = 0, hi = 0;  ///< the interval (NaN for n < 4)
+  double p = 1;
+  int64_t n = 0;
+};
+RankCorrelation spearman(const std::vector<double>& a, const std::vector<double>& b, double level = 0.95);
+/// The ranks 1..n of v, ties taking the mean of the ranks they span.
+std::vector<double> average_ranks(const std::vector<double>& v);
 
 }  // namespace dynamoe::report

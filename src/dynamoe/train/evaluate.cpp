@@ -4,10 +4,12 @@
 
 #include "dynamoe/train/eval_shards.h"
 #include "dynamoe/train/moe_report.h"
+#include "dynamoe/util/error.h"
 
 namespace dynamoe::train {
 
-EvalResult evaluate(models::ClassifierImpl& model, const data::TensorDataset& ds, int64_t batch_size) {
+EvalResult evaluate(models::ClassifierImpl& model, const data::TensorDataset& ds, int64_t batch_size,
+                    PerExample* record) {
   const bool was_training = model.is_training();
   model.eval();
   torch::NoGradGuard no_grad;
@@ -15,6 +17,8 @@ EvalResult evaluate(models::ClassifierImpl& model, const data::TensorDataset& ds
   const int64_t n = ds.size();
   // Split over the processes of a distributed run: each its rows of every batch.
   const EvalShards shards;
+  DYNAMOE_CHECK(!record || shards.ranks() == 1, "evaluation: a per-example record is written by one process, not ",
+                shards.ranks());
   std::vector<double> sums = {0, 0};  // summed loss, correct predictions
   for (const auto& [i, j] : shards.batches(n, batch_size)) {
     const auto [lo, hi] = shards.rows(i, j);
@@ -26,10 +30,12 @@ EvalResult evaluate(models::ClassifierImpl& model, const data::TensorDataset& ds
     }
     accumulate(r.moe, out.moe_stats);
     const at::Tensor& logits = out.logits;  // [B, K]
-    sums[0] += torch::nn::functional::cross_entropy(
-                   logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                   .item<double>();
-    sums[1] += static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
+    const at::Tensor losses = torch::nn::functional::cross_entropy(
+        logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));  // [B]
+    const at::Tensor pred = logits.argmax(1);
+    sums[0] += losses.sum().item<double>();
+    sums[1] += static_cast<double>(pred.eq(y).sum().item<int64_t>());
+    if (record) record->add(losses, y, pred, out.moe_stats);
   }
   shards.sum(sums);
   shards.sum(r.moe);

@@ -5,6 +5,7 @@
 
 #include "dynamoe/data/dataset.h"
 #include "dynamoe/models/classifier.h"
+#include "dynamoe/train/per_example.h"
 
 namespace dynamoe::train {
 
@@ -16,7 +17,9 @@ struct EvalResult {
 };
 
 /// Runs the model in eval mode (no gradients) over the whole dataset in batches; restores the
-/// model's previous train/eval mode.
-EvalResult evaluate(models::ClassifierImpl& model, const data::TensorDataset& ds, int64_t batch_size = 1000);
+/// model's previous train/eval mode. With `record`, also each example's loss, label,
+/// prediction and active experts per MoE layer (one process only).
+EvalResult evaluate(models::ClassifierImpl& model, const data::TensorDataset& ds, int64_t batch_size = 1000,
+                    PerExample* record = nullptr);
 
 }  // namespace dynamoe::train

@@ -34,7 +34,8 @@ std::pair<at::Tensor, at::Tensor> lm_train_batch(const data::TokenFile& tokens, 
 }
 
 LMEvalResult evaluate_lm(models::lm::TransformerLMImpl& model, const data::TokenFile& tokens, int64_t T, int64_t B,
-                         int64_t max_tokens, double bytes_per_token, const models::lm::BigramLM* bigram) {
+                         int64_t max_tokens, double bytes_per_token, const models::lm::BigramLM* bigram,
+                         PerExample* record) {
   const int64_t n = tokens.size();
   int64_t windows = (n - 1) / T;
   if (max_tokens > 0) windows = std::min(windows, std::max<int64_t>(1, max_tokens / T));
@@ -46,6 +47,8 @@ LMEvalResult evaluate_lm(models::lm::TransformerLMImpl& model, const data::Token
   LMEvalResult r;
   // Split over the processes of a distributed run: each its windows of every batch.
   const EvalShards shards;
+  DYNAMOE_CHECK(!record || shards.ranks() == 1, "evaluation: a per-token record is written by one process, not ",
+                shards.ranks());
   std::vector<double> sums = {0, 0};  // summed negative log-likelihood: the model's, the bigram's
   const uint16_t* src = tokens.data();
   for (const auto& [w0, w1] : shards.batches(windows, B)) {
@@ -67,8 +70,10 @@ LMEvalResult evaluate_lm(models::lm::TransformerLMImpl& model, const data::Token
       const auto scope = shards.scope(w0, w1);
       out = model.forward(x);
     }
-    sums[0] += at::cross_entropy_loss(out.logits.reshape({nb * T, -1}), y.reshape({-1}), {}, at::Reduction::Sum)
-                   .item<double>();
+    const at::Tensor nll =
+        at::cross_entropy_loss(out.logits.reshape({nb * T, -1}), y.reshape({-1}), {}, at::Reduction::None);  // [nb T]
+    sums[0] += nll.sum().item<double>();
+    if (record) record->add(nll, {}, {}, out.moe_stats);
     if (r.moe.size() < out.moe_stats.size()) r.moe.resize(out.moe_stats.size());
     for (size_t l = 0; l < out.moe_stats.size(); ++l) r.moe[l].add(out.moe_stats[l]);
   }

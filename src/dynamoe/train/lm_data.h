@@ -12,6 +12,7 @@
 #include "dynamoe/models/lm/bigram.h"
 #include "dynamoe/models/lm/transformer.h"
 #include "dynamoe/moe/layer_stats.h"
+#include "dynamoe/train/per_example.h"
 
 namespace dynamoe::train {
 
@@ -36,7 +37,9 @@ struct LMEvalResult {
 /// its T targets is predicted from the window's tokens before it. Uses the first
 /// `max_tokens` targets (rounded down to whole windows; 0: all). Eval mode, no gradients;
 /// the model's mode is restored. `bytes_per_token` converts to bits per byte (0: skip).
+/// With `record`, also each target's loss and active experts per MoE block (one process only).
 LMEvalResult evaluate_lm(models::lm::TransformerLMImpl& model, const data::TokenFile& tokens, int64_t T, int64_t B,
-                         int64_t max_tokens, double bytes_per_token, const models::lm::BigramLM* bigram = nullptr);
+                         int64_t max_tokens, double bytes_per_token, const models::lm::BigramLM* bigram = nullptr,
+                         PerExample* record = nullptr);
 
 }  // namespace dynamoe::train
