@@ -97,6 +97,45 @@ only:
   EXPECT_EQ(sweep::parse_sweep(text, "dir/study.yaml").name, "study");  // the file's stem
 }
 
+// dynamoe sweep --base CONFIG --axis KEY=V1,V2 --seeds N: a grid without a sweep file.
+TEST(SweepSpec, CommandLineAxesMakeTheGrid) {
+  const std::string base = testutil::source_dir() + "/configs/demo.yaml";
+  const sweep::SweepSpec spec =
+      sweep::command_line_sweep(base, {"moe.router.kind=top_k,dtop_p", "moe.layers.schedule=uniform"}, 2);
+  EXPECT_EQ(spec.name, "demo-router-schedule");
+  const auto runs = sweep::expand(spec);
+  EXPECT_EQ(names(runs), (std::vector<std::string>{"top_k-uniform-seed0", "top_k-uniform-seed1", "dtop_p-uniform-seed0",
+                                                   "dtop_p-uniform-seed1"}));
+  EXPECT_EQ(runs[3].overrides, (std::vector<std::string>{"moe.router.kind=dtop_p", "moe.layers.schedule=uniform",
+                                                         "train.seed=1"}));
+  const auto cfgs = sweep::resolve_runs(spec, runs);
+  EXPECT_EQ(cfgs[2].moe.router.kind(), "dtop_p");
+  EXPECT_EQ(cfgs[2].model.d_model, 128) << "the rest comes from the base";
+  EXPECT_EQ(sweep::command_line_sweep(base, {}, 3, "three").name, "three");
+  EXPECT_EQ(sweep::expand(sweep::command_line_sweep(base, {}, 3)).size(), 3u);
+  // Mistakes name the argument.
+  testutil::expect_error([&] { sweep::command_line_sweep(base, {"moe.router.kind"}, 0); }, {"--axis 'moe.router.kind'", "KEY=V1,V2"});
+  testutil::expect_error([&] { sweep::command_line_sweep(base, {"train.lr=1,,2"}, 0); }, {"an empty value"});
+  testutil::expect_error([&] { sweep::command_line_sweep(base, {"train.lr=1", "train.lr=2"}, 0); }, {"given twice"});
+  testutil::expect_error([&] { sweep::command_line_sweep(base, {"train.seed=1,2"}, 2); }, {"already sets train.seed"});
+  testutil::expect_error([&] { sweep::command_line_sweep(base, {}, 0); }, {"at least one --axis"});
+  testutil::expect_error([&] { sweep::command_line_sweep("nope.yaml", {"train.lr=1"}, 0); }, {"no config file 'nope.yaml'"});
+  testutil::expect_error([&] { sweep::command_line_sweep(base, {"moe.router.kind=top_k,top_kk"}, 0); },
+                         {"--axis: config: moe.router.kind = 'top_kk' is not one of"});
+  testutil::expect_error([&] { sweep::command_line_sweep(base, {"train.lr=0.1,-1"}, 0); },
+                         {"--axis: config: train.lr = -1.0 is out of range"});
+  // The command: a dry run lists the grid; a file and --base together are a usage error.
+  testutil::TempDir tmp;
+  auto r = testutil::run_command(testutil::cli() + " sweep --base " + base +
+                                 " --axis moe.router.kind=top_k,relu --seeds 2 --dry-run --runs-dir " + (tmp / "runs"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* run : {"top_k-seed0", "top_k-seed1", "relu-seed0", "relu-seed1"})
+    EXPECT_NE(r.output.find(run), std::string::npos) << run << "\n" << r.output;
+  r = testutil::run_command(testutil::cli() + " sweep " + base + " --base " + base);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("give one sweep FILE, or --base CONFIG"), std::string::npos) << r.output;
+}
+
 TEST(SweepSpec, MistakesAreOneLineErrorsNamingTheEntry) {
   auto err = [](const std::string& text) { return testutil::config_error([&] { sweep::parse_sweep(text, "s.yaml"); }); };
   std::string m = err("axes: {moe.shedule: [uniform]}\n");

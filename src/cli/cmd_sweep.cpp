@@ -14,8 +14,14 @@ namespace fs = std::filesystem;
 namespace {
 
 int run(const ParsedArgs& a) {
-  if (a.positionals().size() != 1) throw UsageError("dynamoe sweep: one sweep FILE is required; see dynamoe sweep --help");
-  sweep::SweepSpec spec = sweep::load_sweep(a.positionals()[0]);
+  const bool from_flags = a.has("base");
+  if (from_flags == (a.positionals().size() == 1) || a.positionals().size() > 1)
+    throw UsageError("dynamoe sweep: give one sweep FILE, or --base CONFIG with --axis and --seeds; see dynamoe sweep --help");
+  if (!from_flags && (a.has("axis") || a.has("seeds") || a.has("name")))
+    throw UsageError("dynamoe sweep: --axis, --seeds and --name go with --base (a sweep FILE has its own)");
+  sweep::SweepSpec spec = from_flags ? sweep::command_line_sweep(a.get("base"), a.all("axis"), a.get_int("seeds", 0, 0),
+                                                                 a.get("name", ""))
+                                     : sweep::load_sweep(a.positionals()[0]);
   for (const auto& o : a.all("set")) spec.overrides.push_back(o);  // after the file's, before grids and axes
   sweep::SweepOptions opts;
   opts.jobs = static_cast<int>(a.get_int("jobs", 1, 1));
@@ -49,20 +55,27 @@ int run(const ParsedArgs& a) {
 Command sweep_command() {
   return {{"sweep",
            "run a grid of trainings from a sweep file (resumable, N at a time), then report",
-           "dynamoe sweep FILE [--jobs N] [--runs-dir DIR] [--set KEY=VALUE]... [--only TEXT]... [--dry-run] [--no-report]",
+           "dynamoe sweep FILE [--jobs N] [--runs-dir DIR] [--set KEY=VALUE]... [--only TEXT]... [--dry-run] [--no-report]\n"
+           "dynamoe sweep --base CONFIG [--axis KEY=V1,V2,...]... [--seeds N] [--name NAME] [the options above]",
            "A sweep file holds a base config, overrides for every run and axes whose product is the grid\n"
            "(plus extra grids such as a dense baseline); see docs/sweeps.md and configs/studies/. Runs go\n"
            "to <runs-dir>/<sweep name>/<run name>/ with each run's output in train.log; sweep.json lists the\n"
            "runs, their overrides and status. Every run's config is checked before anything starts.\n"
            "Starting it again skips finished runs (summary.json), continues runs with a checkpoint and\n"
            "restarts the others; Ctrl-C or SIGTERM stops the running trainings. At the end it writes\n"
-           "report.html into the sweep folder (see dynamoe report). Exit code 1 when a run failed.",
+           "report.html into the sweep folder (see dynamoe report). Exit code 1 when a run failed.\n"
+           "Without a file: --base CONFIG and one --axis per config key to vary, e.g.\n"
+           "  dynamoe sweep --base configs/demo.yaml --axis moe.router.kind=top_k,top_p,dynamoe --seeds 3",
            {{"jobs", "N", "runs at a time (default 1); each gets cores / N threads unless train.threads is set"},
             {"runs-dir", "DIR", "parent of the sweep folder (default: the base config's train.runs_dir)"},
             {"set", "KEY=VALUE", "override a key in every run (before the grids' and axes' values)", true},
             {"only", "TEXT", "run only the runs whose name contains TEXT", true},
             {"dry-run", "", "list the runs, their state (done / resume / start) and parameter counts; run nothing"},
-            {"no-report", "", "do not write report.html at the end"}},
+            {"no-report", "", "do not write report.html at the end"},
+            {"base", "CONFIG", "without a sweep file: the config every run starts from"},
+            {"axis", "KEY=V1,V2", "with --base: a config key and its values (one axis of the grid)", true},
+            {"seeds", "N", "with --base: the last axis train.seed = 0 .. N-1"},
+            {"name", "NAME", "with --base: the sweep folder's name (default: <config stem>-<axis names>)"}},
            1},
           run};
 }

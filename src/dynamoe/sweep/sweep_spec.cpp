@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <functional>
 #include <set>
@@ -513,6 +514,70 @@ SweepSpec load_sweep(const std::string& path) {
     throw ConfigError(str("sweep: ", e.what()));
   }
   return parse_sweep(text, path);
+}
+
+SweepSpec command_line_sweep(const std::string& base, const std::vector<std::string>& axes, int64_t seeds,
+                             const std::string& name) {
+  if (axes.empty() && seeds <= 0)
+    throw ConfigError("sweep --base: give at least one --axis KEY=V1,V2,... or --seeds N");
+  std::error_code ec;
+  if (!fs::is_regular_file(base, ec)) throw ConfigError(str("sweep --base: no config file '", base, "'"));
+  if (seeds < 0 || seeds > 1000) throw ConfigError(str("sweep --seeds: expected 0 .. 1000 seeds, got ", seeds));
+  YAML::Emitter e;
+  e << YAML::BeginMap;
+  std::string auto_name = sanitize_label(fs::path(base).stem().string());
+  std::set<std::string> keys;
+  std::vector<std::pair<std::string, std::vector<std::string>>> parsed;
+  for (const std::string& a : axes) {
+    const size_t eq = a.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == a.size())
+      throw ConfigError(str("sweep --axis '", a, "': expected KEY=V1,V2,... (e.g. moe.router.kind=top_k,top_p)"));
+    const std::string key = a.substr(0, eq);
+    if (!keys.insert(key).second) throw ConfigError(str("sweep --axis '", a, "': the key ", key, " is given twice"));
+    std::vector<std::string> values;
+    size_t start = eq + 1;
+    while (true) {
+      const size_t comma = a.find(',', start);
+      const std::string v = a.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (v.empty()) throw ConfigError(str("sweep --axis '", a, "': an empty value"));
+      values.push_back(v);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    parsed.emplace_back(key, values);
+    auto_name += "-" + sanitize_label(leaf(key));
+  }
+  if (seeds > 0 && keys.count("train.seed"))
+    throw ConfigError("sweep --seeds: an --axis already sets train.seed; give one of them");
+  e << YAML::Key << "name" << YAML::Value << (name.empty() ? auto_name : name);
+  e << YAML::Key << "base" << YAML::Value << fs::absolute(base).lexically_normal().string();
+  e << YAML::Key << "axes" << YAML::Value << YAML::BeginMap;
+  for (const auto& [key, values] : parsed) {
+    e << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const auto& v : values) e << v;
+    e << YAML::EndSeq;
+  }
+  if (seeds > 0) {
+    e << YAML::Key << "train.seed" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (int64_t i = 0; i < seeds; ++i) e << i;
+    e << YAML::EndSeq;
+  }
+  e << YAML::EndMap << YAML::EndMap;
+  const std::string label = "--base " + base;
+  try {
+    return parse_sweep(e.c_str(), label);
+  } catch (const ConfigError& err) {
+    // The message names a line of the YAML built here; say what the user gave instead.
+    std::string what = err.what();
+    const std::string head = "sweep " + label + ":";
+    if (what.rfind(head, 0) == 0) {
+      size_t at = head.size();
+      while (at < what.size() && (std::isdigit(static_cast<unsigned char>(what[at])) || what[at] == ':')) ++at;
+      what = what.substr(at);
+      if (!what.empty() && what[0] == ' ') what.erase(0, 1);
+    }
+    throw ConfigError(str("sweep --base ", base, " --axis: ", what));
+  }
 }
 
 std::vector<SweepRun> expand(const SweepSpec& spec) {

@@ -102,6 +102,13 @@ SweepSpec parse_sweep(const std::string& yaml_text, const std::string& file);
 /// Reads and parses a sweep file.
 SweepSpec load_sweep(const std::string& path);
 
+/// A sweep from the command line (`dynamoe sweep --base CONFIG --axis KEY=V1,V2 --seeds N`): the
+/// base config file, one plain axis per "KEY=V1,V2,..." in order, and with seeds > 0 the axis
+/// train.seed = 0 .. seeds - 1 last. `name` "" makes "<base stem>-<axis names>". Errors (a
+/// malformed axis, a key given twice, no values) are ConfigErrors naming the --axis argument.
+SweepSpec command_line_sweep(const std::string& base, const std::vector<std::string>& axes, int64_t seeds,
+                             const std::string& name = "");
+
 /// The most cells (runs before exclude/only) the grids of one sweep may hold.
 constexpr int64_t kMaxSweepCells = 100000;
 
