@@ -326,6 +326,55 @@ TEST(Sweep, FailedRunIsReportedWithItsLogWithoutStoppingTheOthers) {
   EXPECT_NE(read_file(tmp / "runs/mixed/missing/train.log").find("error"), std::string::npos);
 }
 
+// Runs whose resolved configs are identical (an extra grid repeating a main cell) are trained
+// once; the twin's folder is a link to it, and a later invocation has nothing to do.
+TEST(Sweep, IdenticalRunsAreTrainedOnceAndLinked) {
+  testutil::TempDir tmp;
+  testutil::write_synthetic_idx(tmp / "idx", 64, 32);
+  const std::string text = "name: twins\n"
+                           "base: {model: {kind: mlp, hidden: [8]}, data: {dataset: idx, path: " + (tmp / "idx") + "},\n"
+                           "       train: {steps: 3, batch_size: 16, log_every: 1}}\n"
+                           "axes:\n"
+                           "  model.hidden: [[8], [12]]\n"
+                           "extra:\n"
+                           "  - name: again\n"
+                           "    set: {model.hidden: [12]}\n";
+  write_file_atomic(tmp / "twins.yaml", text);
+  const std::string cmd = testutil::cli() + " sweep " + (tmp / "twins.yaml") + " --runs-dir " + (tmp / "runs");
+  auto d = testutil::run_command(cmd + " --dry-run");
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_NE(d.output.find("(same config as hidden12: run once)"), std::string::npos) << d.output;
+  auto r = testutil::run_command(cmd + " --jobs 2 --no-report");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("1 run has the same config as an earlier run"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("start  again"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("3 of 3 runs done (2 this time, 1 of 1 identical runs linked to their twin)"), std::string::npos)
+      << r.output;
+  const fs::path twin = fs::path(tmp / "runs/twins") / "again";
+  EXPECT_TRUE(fs::is_symlink(twin));
+  EXPECT_EQ(fs::read_symlink(twin), fs::path("hidden12"));
+  EXPECT_TRUE(fs::exists(twin / "summary.json"));
+  const auto j = nlohmann::json::parse(read_file(tmp / "runs/twins/sweep.json"));
+  EXPECT_EQ(j["runs"][2]["same_as"], "hidden12") << j.dump();
+  EXPECT_EQ(j["runs"][2]["status"], "same as hidden12") << j.dump();
+  auto again = testutil::run_command(cmd + " --no-report");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("3 of 3 runs done (0 this time"), std::string::npos) << again.output;
+  // An equal-budget cell whose total_experts gives the schedule's own experts per layer is the
+  // same run: the quick study's 12 iso cells of the descending and ascending schedules (20
+  // experts in 4 layers either way).
+  auto quick = testutil::run_command(testutil::cli() + " sweep " + testutil::source_dir() +
+                                     "/configs/studies/dynamoe-quick.yaml --dry-run --runs-dir " + (tmp / "runs"));
+  ASSERT_EQ(quick.exit_code, 0) << quick.output;
+  size_t same = 0;
+  for (size_t at = quick.output.find("(same config as "); at != std::string::npos;
+       at = quick.output.find("(same config as ", at + 1))
+    ++same;
+  EXPECT_EQ(same, 12u) << quick.output;
+  EXPECT_NE(quick.output.find("iso-descending-mnist-seed0"), std::string::npos);
+  EXPECT_NE(quick.output.find("(same config as descending-dynamoe-mnist-seed0: run once)"), std::string::npos) << quick.output;
+}
+
 // A grid of 10^12 cells (six axes of 100 values) is refused from the axis lengths, before one
 // run is built (it used to grow to 16 GB in a minute, even with --dry-run).
 TEST(SweepSpec, AHugeGridIsRefusedBeforeItIsExpanded) {

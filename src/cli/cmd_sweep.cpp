@@ -31,8 +31,10 @@ int run(const ParsedArgs& a) {
   const sweep::SweepResult r = sweep::run_sweep(spec, opts);
   if (opts.dry_run) return 0;
 
-  std::cout << "\nsweep " << r.dir << ": " << r.done_before + r.finished << " of " << r.total << " runs done ("
-            << r.finished << " this time)";
+  std::cout << "\nsweep " << r.dir << ": " << r.done_before + r.finished + r.linked << " of " << r.total << " runs done ("
+            << r.finished << " this time";
+  if (r.identical) std::cout << ", " << r.linked << " of " << r.identical << " identical runs linked to their twin";
+  std::cout << ")";
   if (r.failed) std::cout << ", " << r.failed << " failed";
   std::cout << "\n";
   for (const auto& o : r.runs)

@@ -25,6 +25,7 @@
 
 #include "dynamoe/io/checkpoint.h"
 #include "dynamoe/moe/routing.h"
+#include "dynamoe/models/moe_options.h"
 #include "dynamoe/sweep/model_info.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
@@ -184,6 +185,9 @@ class Runner {
   std::vector<bool> select_runs() const;
   void load_seconds();
   std::vector<std::pair<size_t, State>> work_list(const std::vector<bool>& selected, int& n_resume);
+  void find_identical();
+  bool is_alias(size_t i) const;
+  void link_aliases();
   void run_all(const std::vector<std::pair<size_t, State>>& todo);
   void wait_children();
 
@@ -193,6 +197,7 @@ class Runner {
   std::string dir_, exe_;
   std::vector<SweepRun> runs_;
   std::vector<config::Config> configs_;
+  std::vector<int64_t> same_as_;     // the earlier run with an identical config (-1: none)
   std::vector<std::string> status_, reasons_;
   std::vector<double> seconds_;
   std::vector<size_t> order_;        // position of each run in this invocation's work list (for [k/N])
@@ -204,6 +209,7 @@ class Runner {
 };
 
 State Runner::state_of(size_t i) const {
+  if (is_alias(i)) return state_of(static_cast<size_t>(same_as_[i]));
   std::error_code ec;
   const fs::path d = run_dir(i);
   if (fs::exists(d / "summary.json", ec)) return State::Done;
@@ -271,6 +277,7 @@ void Runner::write_sweep_json() {
                {"overrides", runs_[i].overrides}, {"status", status_[i]}};
     if (seconds_[i] > 0) r["seconds"] = seconds_[i];
     if (!reasons_[i].empty()) r["reason"] = reasons_[i];
+    if (is_alias(i)) r["same_as"] = runs_[static_cast<size_t>(same_as_[i])].name;
     runs.push_back(r);
   }
   j["runs"] = runs;
@@ -463,6 +470,53 @@ void Runner::finish(Child& c) {
   write_sweep_json();
 }
 
+/// same_as_[i]: the first earlier run whose resolved config is the same text (-1: none). A
+/// moe.layers.total_experts that gives the experts per layer the schedule gives without it has no
+/// effect and is not part of the comparison (an equal-budget grid repeats such cells).
+void Runner::find_identical() {
+  same_as_.assign(runs_.size(), -1);
+  std::map<std::string, size_t> first;
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    config::Config c = configs_[i];
+    if (c.moe.layers.total_experts > 0) {
+      if (const auto info = model_info(c)) {
+        config::MoEConfig plain = c.moe;
+        plain.layers.total_experts = 0;
+        const int64_t layers = static_cast<int64_t>(info->experts.size());
+        if (layers > 0 && models::experts_and_k_max(plain, layers).first == info->experts) c.moe.layers.total_experts = 0;
+      }
+    }
+    const auto [it, fresh] = first.emplace(c.to_yaml(), i);
+    if (!fresh) same_as_[i] = static_cast<int64_t>(it->second);
+  }
+}
+
+/// A run identical to an earlier one, unless a real folder of its own exists (trained before
+/// this detection, or by hand): that one is kept and treated as a run.
+bool Runner::is_alias(size_t i) const {
+  if (same_as_.empty() || same_as_[i] < 0) return false;
+  std::error_code ec;
+  const fs::path d = run_dir(i);
+  return fs::is_symlink(d, ec) || !fs::exists(d, ec);
+}
+
+/// Links each identical run's folder to its original once the original is done.
+void Runner::link_aliases() {
+  result_.linked = 0;
+  for (size_t i = 0; i < runs_.size(); ++i) {
+    if (!is_alias(i)) continue;
+    const size_t j = static_cast<size_t>(same_as_[i]);
+    std::error_code ec;
+    if (!fs::exists(fs::path(run_dir(j)) / "summary.json", ec)) continue;
+    if (!fs::is_symlink(run_dir(i), ec)) {
+      fs::create_directory_symlink(runs_[j].name, run_dir(i), ec);  // relative: the folder moves with the sweep
+      DYNAMOE_CHECK(!ec, "sweep: cannot link '", run_dir(i), "' to '", runs_[j].name, "': ", ec.message());
+    }
+    status_[i] = "same as " + runs_[j].name;
+    ++result_.linked;
+  }
+}
+
 void Runner::dry_run() {
   size_t width = 4;
   for (const auto& r : runs_) width = std::max(width, r.name.size());
@@ -500,6 +554,7 @@ void Runner::dry_run() {
     char line[512];
     std::snprintf(line, sizeof(line), "%-*s  %-7s %10s %10s  ", static_cast<int>(width), runs_[i].name.c_str(),
                   st == State::Done ? "done" : st == State::Resume ? "resume" : "start", params.c_str(), active.c_str());
+    if (is_alias(i)) overrides += "  (same config as " + runs_[static_cast<size_t>(same_as_[i])].name + ": run once)";
     out_ << line << overrides << "\n";
   }
   out_ << std::flush;
@@ -514,6 +569,8 @@ std::vector<bool> Runner::select_runs() const {
                                 [&](const std::string& s) { return runs_[i].name.find(s) != std::string::npos; });
     DYNAMOE_CHECK(std::count(selected.begin(), selected.end(), true) > 0, "sweep: --only matches none of the ",
                   runs_.size(), " runs");
+    for (size_t i = 0; i < runs_.size(); ++i)  // a selected identical run is had by running its original
+      if (selected[i] && is_alias(i)) selected[static_cast<size_t>(same_as_[i])] = true;
   }
   return selected;
 }
@@ -539,6 +596,11 @@ void Runner::load_seconds() {
 std::vector<std::pair<size_t, State>> Runner::work_list(const std::vector<bool>& selected, int& n_resume) {
   std::vector<std::pair<size_t, State>> todo;
   for (size_t i = 0; i < runs_.size(); ++i) {
+    if (is_alias(i)) {
+      status_[i] = "same as " + runs_[static_cast<size_t>(same_as_[i])].name;
+      ++result_.identical;
+      continue;
+    }
     const State st = state_of(i);
     if (st != State::Start) {
       const std::string drift = config_drift(i);
@@ -616,6 +678,7 @@ void Runner::wait_children() {
 SweepResult Runner::run() {
   runs_ = expand(spec_);
   configs_ = resolve_runs(spec_, runs_);  // a typo fails here, before anything is written
+  find_identical();
   const std::vector<bool> selected = select_runs();
   dir_ = sweep_dir(spec_, opts_);
   result_.dir = dir_;
@@ -640,12 +703,17 @@ SweepResult Runner::run() {
   int n_resume = 0;
   const std::vector<std::pair<size_t, State>> todo = work_list(selected, n_resume);
   n_todo_ = todo.size();
+  link_aliases();
   write_sweep_json();
   out_ << "sweep " << dir_ << ": " << runs_.size() << " runs (" << result_.done_before << " done, " << n_resume
        << " to resume, " << todo.size() - n_resume << " to start), " << opts_.jobs << " at a time, " << threads_
        << (threads_ == 1 ? " thread" : " threads") << " each unless train.threads is set" << std::endl;
+  if (result_.identical > 0)
+    out_ << "sweep: " << result_.identical << (result_.identical == 1 ? " run has" : " runs have")
+         << " the same config as an earlier run: trained once, linked to it" << std::endl;
 
   run_all(todo);
+  link_aliases();
   result_.interrupted_by = g_signal;
   if (g_signal != 0)
     for (size_t i = 0; i < runs_.size(); ++i)

@@ -3,6 +3,8 @@
 // one folder <runs_dir>/<sweep name>/. Resumable: a run with summary.json is done and skipped,
 // a run with a checkpoint continues with `train --resume`, any other run folder starts afresh.
 // SIGINT / SIGTERM stop the children (they continue from their last checkpoint next time).
+// Runs whose resolved configs are identical (e.g. an extra grid's cell that equals a main-grid
+// cell) are trained once: the later ones become links (symlinks) to the first one's folder.
 //
 //   SweepResult r = run_sweep(load_sweep("configs/studies/dynamoe-quick.yaml"), {.jobs = 2});
 #include <cstdint>
@@ -33,6 +35,8 @@ struct RunOutcome {
 struct SweepResult {
   std::string dir;                  ///< the sweep folder
   int total = 0, done_before = 0, finished = 0, failed = 0;
+  int identical = 0;                ///< runs identical to an earlier one (linked to it, not trained)
+  int linked = 0;                   ///< of those, the ones whose run is done (their link exists)
   int interrupted_by = 0;           ///< the signal that stopped the sweep (0: none)
   std::vector<RunOutcome> runs;
 };
