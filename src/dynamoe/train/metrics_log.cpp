@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <sstream>
 
+#include "dynamoe/io/tfevents.h"
 #include "dynamoe/util/atomic_file.h"
 #include "dynamoe/util/error.h"
 
@@ -49,6 +51,52 @@ std::string csv_value(const nlohmann::json& v) {
   return v.dump();
 }
 
+/// The TensorBoard events of a metrics row: its numbers as scalars "<split>/<key>", each MoE
+/// layer's numbers (and its losses and router state) under "<split>/moe/layer<l>/", and the
+/// layer's tokens per count of active experts as a histogram (bucket c: (c - 0.5, c + 0.5]).
+std::vector<std::string> row_events(const nlohmann::json& row) {
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const int64_t step = row.at("step").get<int64_t>();
+  const std::string split = row.at("split").get<std::string>();
+  std::vector<std::pair<std::string, float>> scalars;
+  std::vector<std::string> events;
+  for (const auto& [key, v] : row.items())
+    if (key != "step" && v.is_number()) scalars.emplace_back(split + "/" + key, v.get<float>());
+  if (row.contains("moe") && row["moe"].is_array()) {
+    for (const auto& layer : row["moe"]) {
+      const std::string head = split + "/moe/layer" + std::to_string(layer.value("layer", 0)) + "/";
+      for (const auto& [key, v] : layer.items()) {
+        if (key == "layer") continue;
+        if (v.is_number()) scalars.emplace_back(head + key, v.get<float>());
+        if (v.is_object())
+          for (const auto& [name, x] : v.items())
+            if (x.is_number()) scalars.emplace_back(head + key + "/" + name, x.get<float>());
+      }
+      if (layer.contains("active_hist") && layer["active_hist"].is_array() && !layer["active_hist"].empty()) {
+        io::Histogram h;
+        bool any = false;
+        const auto& hist = layer["active_hist"];
+        for (size_t c = 0; c < hist.size(); ++c) {
+          const double n = hist[c].get<double>(), x = static_cast<double>(c);
+          h.limits.push_back(x + 0.5);
+          h.counts.push_back(n);
+          if (n > 0) {
+            h.min = any ? std::min(h.min, x) : x;
+            h.max = any ? std::max(h.max, x) : x;
+            any = true;
+          }
+          h.num += n;
+          h.sum += n * x;
+          h.sum_squares += n * x * x;
+        }
+        events.push_back(io::histogram_event(now, step, head + "active_experts", h));
+      }
+    }
+  }
+  if (!scalars.empty()) events.insert(events.begin(), io::scalar_event(now, step, scalars));
+  return events;
+}
+
 }  // namespace
 
 const std::vector<std::string>& MetricsLog::csv_columns() {
@@ -77,6 +125,7 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t resume_step) {
   }
   csv_path_ = csv_path;
   jsonl_path_ = jsonl_path;
+  events_ = std::make_unique<io::EventFile>((fs::path(run_dir) / kEventFile).string(), resume_step);
   const bool new_csv = !fs::exists(csv_path) || fs::file_size(csv_path) == 0;
   csv_ = std::fopen(csv_path.c_str(), "a");
   jsonl_ = std::fopen(jsonl_path.c_str(), "a");
@@ -88,6 +137,8 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t resume_step) {
     std::fflush(csv_);
   }
 }
+
+MetricsLog::MetricsLog() = default;
 
 MetricsLog::~MetricsLog() {
   if (csv_) std::fclose(csv_);
@@ -105,6 +156,7 @@ void MetricsLog::write(const nlohmann::json& row) {
   };
   put(csv_, line + "\n", csv_path_);
   put(jsonl_, row.dump() + "\n", jsonl_path_);
+  if (events_) events_->write(row_events(row));
 }
 
 }  // namespace dynamoe::train
