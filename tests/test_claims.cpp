@@ -67,6 +67,28 @@ TEST(Stats, WelchTest) {
   EXPECT_DOUBLE_EQ(welch_test({1}, {2, 3}).p, 1.0);
 }
 
+TEST(Stats, BestOfMarksOnlyASignificantMargin) {
+  // Clearly apart (three seeds each): the best beats the runner-up.
+  auto b = best_of({{0.80, 0.81, 0.79}, {0.90, 0.91, 0.905}, {0.85, 0.86, 0.84}}, /*higher=*/true);
+  EXPECT_EQ(b.best, 1);
+  EXPECT_EQ(b.runner_up, 2);
+  EXPECT_TRUE(b.significant);
+  EXPECT_LT(b.p, 0.01);
+  // Within noise: tied.
+  b = best_of({{0.90, 0.80, 0.85}, {0.86, 0.84, 0.83}}, true);
+  EXPECT_EQ(b.best, 0);
+  EXPECT_FALSE(b.significant);
+  EXPECT_GT(b.p, 0.05);
+  // Lower is better (perplexity); one seed each can never be told apart; one configuration has
+  // nothing to beat.
+  b = best_of({{9.5}, {7.25}, {8.0}}, false);
+  EXPECT_EQ(b.best, 1);
+  EXPECT_EQ(b.runner_up, 2);
+  EXPECT_FALSE(b.significant);
+  EXPECT_EQ(best_of({{0.9, 0.91}}, true).best, -1);
+  EXPECT_EQ(best_of({{}, {0.5}}, true).best, -1);
+}
+
 TEST(Stats, InteractionTestOnACrossover) {
   // cell means 2 6 / 6 2: all of the effect is interaction. SS_AB = 2 * 16, MS_E = 8 / 4
   const InteractionTest t = interaction_test({{{1, 3}, {5, 7}}, {{5, 7}, {1, 3}}});

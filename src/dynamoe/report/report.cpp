@@ -428,6 +428,7 @@ json table_row(const Group& g, bool lm, std::map<std::string, std::optional<swee
               {"n", n_done},
               {"runs", g.runs.size()},
               {"value_mean", num(mean(value))},
+              {"values", value},
               {"value_std", num(value.empty() ? std::nan("") : stdev(value))},
               {"loss_mean", num(mean(loss))},
               {"params", params > 0 ? json(params) : json()},
@@ -445,6 +446,23 @@ json results_table(const std::vector<Group>& groups, bool lm) {
   json table = json::array();
   std::map<std::string, std::optional<sweep::ModelInfo>> info_cache;
   for (const Group& g : groups) table.push_back(table_row(g, lm, info_cache));
+  // The best mean within each select combination: "best" where it beats the runner-up by Welch's
+  // test at p < 0.05, else "tied" (best_p: that p).
+  std::map<std::string, std::vector<size_t>> by_select;
+  for (size_t i = 0; i < table.size(); ++i) {
+    std::string key;
+    for (size_t k = 0; table[i].contains("s" + std::to_string(k)); ++k) key += table[i]["s" + std::to_string(k)].dump() + "|";
+    by_select[key].push_back(i);
+  }
+  for (const auto& [key, rows] : by_select) {
+    std::vector<std::vector<double>> samples;
+    for (size_t i : rows) samples.push_back(table[i]["values"].get<std::vector<double>>());
+    const BestOf b = best_of(samples, /*higher=*/!lm);
+    if (b.best < 0) continue;
+    json& row = table[rows[static_cast<size_t>(b.best)]];
+    row["best"] = b.significant ? "best" : "tied";
+    row["best_p"] = b.p;
+  }
   return table;
 }
 

@@ -199,6 +199,7 @@ table.results td { padding: 5px 7px; border-bottom: 1px solid #f0f2f6; white-spa
 table.results td.num { text-align: right; }
 table.results tr.best td { background: #eef6ee; }
 table.results tr.best td.acc { font-weight: 700; }
+table.results tr.tied td.acc { font-weight: 700; color: #555; }
 table.results tr.sep td { border-top: 2px solid var(--line); }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: baseline; }
 .tablebar { display: flex; gap: 16px; align-items: center; margin-bottom: 8px; color: var(--muted); font-size: 13px; }
@@ -281,17 +282,13 @@ function renderTable() {
                    ['time/run', 'training time per run']];
   for (const c of [].concat(hasGrid ? ['grid'] : [], axes)) head.append(el('th', {text: c}));
   for (const [c, tip] of numeric) head.append(el('th', {class: c === 'experts per layer' ? '' : 'num', title: tip, text: c}));
-  // Best mean of the headline metric within each select combination.
-  const best = {};
-  for (const r of rows) {
-    const k = R.selects.map((s, i) => r['s' + i]).join('|');
-    if (r.value_mean != null && (best[k] == null || (M.higher ? r.value_mean > best[k] : r.value_mean < best[k]))) best[k] = r.value_mean;
-  }
+  // r.best: 'best' (beats the runner-up at p < 0.05) or 'tied' on the best mean of its select combination.
   const body = [];
   let prev = null;
   for (const r of rows) {
     const k = R.selects.map((s, i) => r['s' + i]).join('|');
-    const tr = el('tr', {class: (r.value_mean != null && r.value_mean === best[k] ? 'best' : '') + (showAll && prev !== null && prev !== k ? ' sep' : '')});
+    const tr = el('tr', {class: (r.best || '') + (showAll && prev !== null && prev !== k ? ' sep' : ''),
+                         title: r.best ? (r.best === 'best' ? 'best mean; beats the runner-up, Welch p = ' : 'best mean, but tied with the runner-up: Welch p = ') + r.best_p.toPrecision(2) : ''});
     prev = k;
     if (hasGrid) tr.append(el('td', {text: r.grid || 'main'}));
     axes.forEach((a, j) => {
@@ -444,7 +441,7 @@ std::string report_page(const std::string& data_json, const std::string& library
        " over seeds. Active parameters count each MoE layer's experts in proportion to the experts a "
        "test token activated; FLOPs per " + (language_model ? "token" : "example") +
        " are the measured expert and gate FLOPs of the MoE layers plus 2 \xC3\x97 the "
-       "other weights. Green: best mean " + (language_model ? "perplexity (lowest)" : "accuracy") + ".</p><div class=\"tablebar\"><span id=\"table-count\"></span><label><input type=\"checkbox\" "
+       "other weights. Green: the best mean " + (language_model ? "perplexity (lowest)" : "accuracy") + " where it beats the runner-up (Welch's t-test over seeds, p < 0.05); bold without green: the best mean, tied with the runner-up (a single seed is always a tie).</p><div class=\"tablebar\"><span id=\"table-count\"></span><label><input type=\"checkbox\" "
        "id=\"show-all\"> all configurations</label></div><div id=\"table\" style=\"overflow-x:auto\"></div></section>\n";
   h += "<div id=\"charts\">\n";
   h += "<section id=\"" + metric + "\"><h2>" + (language_model ? "Perplexity" : "Accuracy") + "</h2><div class=\"chart\" id=\"chart-" +

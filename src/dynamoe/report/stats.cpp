@@ -170,6 +170,20 @@ InteractionTest interaction_test(const std::vector<std::vector<std::vector<doubl
   return r;
 }
 
+BestOf best_of(const std::vector<std::vector<double>>& samples, bool higher) {
+  BestOf b;
+  std::vector<std::pair<double, int64_t>> means;  // (mean, index), best first after sorting
+  for (size_t i = 0; i < samples.size(); ++i)
+    if (!samples[i].empty()) means.emplace_back(higher ? -mean(samples[i]) : mean(samples[i]), static_cast<int64_t>(i));
+  if (means.size() < 2) return b;
+  std::stable_sort(means.begin(), means.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  b.best = means[0].second;
+  b.runner_up = means[1].second;
+  b.p = welch_test(samples[static_cast<size_t>(b.best)], samples[static_cast<size_t>(b.runner_up)]).p;
+  b.significant = b.p < 0.05;
+  return b;
+}
+
 std::vector<double> average_ranks(const std::vector<double>& v) {
   std::vector<size_t> order(v.size());
   std::iota(order.begin(), order.end(), size_t{0});

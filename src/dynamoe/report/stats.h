@@ -59,6 +59,16 @@ struct RankCorrelation {
   int64_t n = 0;
 };
 RankCorrelation spearman(const std::vector<double>& a, const std::vector<double>& b, double level = 0.95);
+/// The best of several configurations by mean (higher or lower is better), and whether it beats
+/// the runner-up (the second-best mean) by Welch's test at p < 0.05. best = -1 when fewer than
+/// two configurations have values (nothing to compare).
+struct BestOf {
+  int64_t best = -1, runner_up = -1;
+  double p = 1;              ///< Welch's two-sided p of best against runner-up
+  bool significant = false;  ///< p < 0.05
+};
+BestOf best_of(const std::vector<std::vector<double>>& samples, bool higher);
+
 /// The ranks 1..n of v, ties taking the mean of the ranks they span.
 std::vector<double> average_ranks(const std::vector<double>& v);
 
